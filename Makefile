@@ -1,0 +1,68 @@
+# kubetune developer commands. `make demo` and `make test` work from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CACHE ?= $(HOME)/.cache/kubetune
+UV_VERSION := 0.13.8
+UV := $(CACHE)/uv-$(UV_VERSION)/bin/uv
+EXTRAS ?= operator,train,serve,dev
+export UV_CACHE_DIR ?= $(CACHE)/uv-cache
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint crds test test-unit test-integration controlplane cluster-up cluster-down demo clean
+
+help:
+	@echo "make demo      train, export and serve a tiny model offline on CPU (examples/quickstart)"
+	@echo "make test      create the environment, lint, and run every test (builds the test control plane once)"
+	@echo "make lint      ruff, mypy, import contracts"
+	@echo "make crds      regenerate crds/ from the API types"
+	@echo "make cluster-up / cluster-down   a local kube-apiserver + etcd for people (prints KUBECONFIG)"
+
+$(UV):
+	$(PYTHON) -m venv $(CACHE)/uv-$(UV_VERSION)
+	$(CACHE)/uv-$(UV_VERSION)/bin/pip install -q uv==$(UV_VERSION)
+
+# The venv is rebuilt when pyproject.toml changes; wheels come from uv's cache outside the clone.
+$(VENV)/.installed: pyproject.toml | $(UV)
+	@test -x $(BIN)/python || $(UV) venv -q -p $(PYTHON) $(VENV)
+	@start=$$(date +%s); \
+	$(UV) pip install -q -p $(BIN)/python -e ".[$(EXTRAS)]" && \
+	echo "environment ready in $$(( $$(date +%s) - start ))s ($(VENV), extras $(EXTRAS))"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(BIN)/ruff check runtime operator tests bench hack
+	$(BIN)/mypy runtime/kubetune/api
+	$(BIN)/lint-imports
+
+crds: venv
+	$(BIN)/kubetune crds --output-dir crds
+
+controlplane:
+	bash hack/build-controlplane.sh
+
+test-unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: venv controlplane
+	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+test: lint controlplane
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+cluster-up: venv controlplane
+	$(BIN)/python -m kubetune_testing.cluster up
+
+cluster-down: venv
+	$(BIN)/python -m kubetune_testing.cluster down
+
+demo: venv
+	$(BIN)/python examples/quickstart/demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

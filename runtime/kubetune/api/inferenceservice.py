@@ -1,0 +1,146 @@
+"""InferenceService: an OpenAI-compatible endpoint (vLLM or the kubetune HF engine) as Deployment + Service."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kubetune.api.base import CelRule, KubeModel
+from kubetune.api.common import (
+    NAME_PATTERN,
+    ONE_SOURCE,
+    LocalObjectRef,
+    ModelSource,
+    ObjectStatus,
+    Quantity,
+    Scheduling,
+    SecretKeyRef,
+    Uri,
+)
+from kubetune.api.conditions import InferenceServicePhase
+
+
+class Backend(StrEnum):
+    VLLM = "vllm"
+    HF = "hf"
+
+
+class AdapterSpec(KubeModel):
+    """A LoRA adapter served next to the base model under its own name."""
+
+    name: str = Field(max_length=128, pattern=NAME_PATTERN, description="The OpenAI model name of the adapter.")
+    uri: Uri | None = Field(None, description="Adapter directory (PEFT layout).")
+    fine_tune_job_ref: LocalObjectRef | None = Field(None, description="A FineTuneJob whose output is an adapter.")
+    model_export_ref: LocalObjectRef | None = Field(None, description="A ModelExport whose output is an adapter.")
+
+    cel_rules = (CelRule(ONE_SOURCE, "exactly one of uri, fineTuneJobRef or modelExportRef must be set"),)
+
+
+class EngineSpec(KubeModel):
+    """The serving engine."""
+
+    backend: Backend = Field(Backend.VLLM, description="vllm (GPU) or hf (kubetune's engine, CPU or GPU).")
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs one replica shards the model over.")
+    max_model_len: int | None = Field(None, ge=16, le=10485760, description="Context length to serve.")
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="vLLM: fraction of GPU memory to use.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weight dtype.")
+    max_loras: int = Field(4, ge=1, le=256, description="vLLM: adapters resident at once.")
+    max_lora_rank: int = Field(64, ge=1, le=1024, description="vLLM: largest adapter rank served.")
+    extra_args: list[str] = Field(
+        default_factory=list, max_length=64, description="Extra command-line arguments for the engine."
+    )
+
+
+class ServingResources(KubeModel):
+    """Resources of each serving replica."""
+
+    gpus_per_replica: int = Field(1, ge=0, le=64, description="GPUs per replica (0 for the hf engine on CPU).")
+    gpu_resource_name: str = Field("nvidia.com/gpu", max_length=253, description="Extended resource of a GPU.")
+    requests: dict[str, Quantity] | None = Field(None, max_length=16, description="Container resource requests.")
+    limits: dict[str, Quantity] | None = Field(None, max_length=16, description="Container resource limits.")
+
+
+class AuthSpec(KubeModel):
+    """Access control of the endpoint."""
+
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret holding the API key clients send as a Bearer token."
+    )
+
+
+class InferenceServiceSpec(Scheduling):
+    """What to serve and how."""
+
+    model: ModelSource = Field(description="The model: a uri, a ModelExport, or a FineTuneJob (adapter on its base).")
+    served_model_name: str | None = Field(
+        None, max_length=128, description="The OpenAI model name; defaults to the object's name."
+    )
+    adapters: list[AdapterSpec] | None = Field(None, max_length=32, description="LoRA adapters to serve too.")
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="Engine settings.")
+    replicas: int = Field(1, ge=0, le=1000, description="Number of replicas (scale subresource).")
+    resources: ServingResources = Field(default_factory=ServingResources, description="Per-replica resources.")
+    auth: AuthSpec | None = Field(None, description="API key protection.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the endpoint.")
+    startup_timeout_seconds: int = Field(
+        1800, ge=30, le=86400, description="How long a replica may take to load its weights before it restarts."
+    )
+
+    cel_rules = (
+        CelRule(
+            "!has(self.adapters) || self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
+            "adapter names must be unique", ".adapters",
+        ),
+        CelRule(
+            "!has(self.servedModelName) || !has(self.adapters) || "
+            "self.adapters.all(a, a.name != self.servedModelName)",
+            "an adapter cannot have the same name as servedModelName", ".adapters",
+        ),
+        CelRule(
+            "self.engine.backend != 'vllm' || self.resources.gpusPerReplica >= self.engine.tensorParallelSize",
+            "vllm needs resources.gpusPerReplica >= engine.tensorParallelSize (use backend hf on CPU)",
+            ".resources.gpusPerReplica",
+        ),
+    )
+
+
+class ResolvedAdapter(KubeModel):
+    """An adapter's concrete location."""
+
+    name: str = Field(max_length=128, description="Served name.")
+    uri: str = Field(max_length=2048, description="Adapter directory.")
+
+
+class ResolvedModel(KubeModel):
+    """The model's concrete location."""
+
+    uri: str = Field(max_length=2048, description="Model directory.")
+    source: str | None = Field(None, max_length=512, description="Kind/name it was resolved from.")
+
+
+class InferenceServiceStatus(ObjectStatus):
+    """Observed state of an InferenceService."""
+
+    phase: InferenceServicePhase | None = Field(
+        None, description="Pending, WaitingForModel, Deploying, Ready or Failed."
+    )
+    url: str | None = Field(None, max_length=2048, description="In-cluster base URL of the OpenAI API.")
+    served_models: list[str] | None = Field(None, max_length=64, description="Names the endpoint answers to.")
+    replicas: int = Field(0, ge=0, description="Replicas that exist.")
+    ready_replicas: int = Field(0, ge=0, description="Replicas ready to serve.")
+    selector: str | None = Field(None, max_length=1024, description="Label selector of the pods (scale subresource).")
+    resolved_model: ResolvedModel | None = Field(None, description="The model being served.")
+    resolved_adapters: list[ResolvedAdapter] | None = Field(None, max_length=32, description="Adapters served.")
+    deployment: str | None = Field(None, max_length=253, description="Name of the Deployment.")
+
+
+class InferenceService(KubeModel):
+    """An OpenAI-compatible endpoint in the cluster."""
+
+    api_version: str = Field("kubetune.io/v1alpha1", description="kubetune.io/v1alpha1")
+    kind: str = Field("InferenceService", description="InferenceService")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: InferenceServiceSpec = Field(description="Desired endpoint; changes roll the Deployment.")
+    status: InferenceServiceStatus | None = Field(None, description="Observed state, written by the operator.")
+
