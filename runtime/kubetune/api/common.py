@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
@@ -49,7 +49,7 @@ class SecretKeyRef(KubeModel):
 class ModelSource(KubeModel):
     """Where a model comes from: exactly one of a URI or a reference to a FineTuneJob or ModelExport."""
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(ONE_SOURCE, "exactly one of uri, fineTuneJobRef or modelExportRef must be set"),
         CelRule(
             "!has(self.revision) || has(self.uri)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def _join(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _describe(err: dict) -> str:
+def _describe(err: ErrorDetails) -> str:
     msg = str(err["msg"])
     kind = err["type"]
     if kind == "extra_forbidden":

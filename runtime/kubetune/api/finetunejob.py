@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -142,7 +142,7 @@ class DatasetSpec(KubeModel):
     revision: str | None = Field(None, max_length=256, description="Revision for hf:// datasets.")
     credentials_secret_ref: SecretKeyRef | None = Field(None, description="Secret with credentials for the data.")
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             "has(self.uri) != has(self.name)",
             "set exactly one of uri (a file, folder or hf:// dataset) or name (a dataset_info.json entry)",
@@ -207,7 +207,7 @@ class PreferenceSpec(KubeModel):
         None, description="Reference model; default is the frozen base (adapters disabled). Not used by orpo/simpo."
     )
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             "!has(self.refModel) || !(self.loss in ['orpo', 'simpo'])",
             "refModel cannot be used with loss orpo or simpo: they need no reference model",
@@ -235,7 +235,7 @@ class RewardModelSpec(ModelSource):
         description="HTTP scorer: POST {messages} returns {reward}. Used instead of a model.",
     )
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             "[has(self.uri), has(self.fineTuneJobRef), has(self.modelExportRef), has(self.url)]"
             ".filter(x, x).size() == 1",
@@ -305,7 +305,7 @@ class DistributedSpec(KubeModel):
     zero_stage: Literal[2, 3] | None = Field(None, description="DeepSpeed ZeRO stage 2 or 3.")
     offload: bool = Field(False, description="Offload optimizer state (and ZeRO-3 parameters) to CPU memory.")
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             "!has(self.zeroStage) || self.strategy == 'deepspeed'",
             "zeroStage applies only to strategy deepspeed",
@@ -369,7 +369,7 @@ class FineTuneJobSpec(Scheduling):
         Launcher.PYTORCHJOB, description="pytorchjob (Kubeflow training-operator) or job (indexed Job + Service)."
     )
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule("self.method != 'qlora' || has(self.quantization)",
                 "quantization is required when method is qlora", ".quantization"),
         CelRule("!has(self.quantization) || self.method == 'qlora'",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -35,7 +35,9 @@ class AdapterSpec(KubeModel):
     fine_tune_job_ref: LocalObjectRef | None = Field(None, description="A FineTuneJob whose output is an adapter.")
     model_export_ref: LocalObjectRef | None = Field(None, description="A ModelExport whose output is an adapter.")
 
-    cel_rules = (CelRule(ONE_SOURCE, "exactly one of uri, fineTuneJobRef or modelExportRef must be set"),)
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(ONE_SOURCE, "exactly one of uri, fineTuneJobRef or modelExportRef must be set"),
+    )
 
 
 class EngineSpec(KubeModel):
@@ -87,7 +89,7 @@ class InferenceServiceSpec(Scheduling):
         1800, ge=30, le=86400, description="How long a replica may take to load its weights before it restarts."
     )
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             "!has(self.adapters) || self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
             "adapter names must be unique", ".adapters",

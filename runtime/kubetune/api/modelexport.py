@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -56,7 +56,7 @@ class ExportSource(KubeModel):
         "after qlora.",
     )
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             "[has(self.fineTuneJobRef), has(self.modelExportRef), has(self.adapter) || has(self.model)]"
             ".filter(x, x).size() == 1 || (has(self.fineTuneJobRef) && has(self.model) && !has(self.adapter) "
@@ -85,7 +85,7 @@ class ExportQuantization(KubeModel):
     group_size: int = Field(128, ge=-1, le=4096, description="Quantization group size (-1: per channel).")
     calibration: Calibration | None = Field(None, description="Calibration data (gptq and awq).")
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule("!(self.method in ['gptq', 'awq']) || has(self.calibration)",
                 "gptq and awq need calibration data: set quantization.calibration.uri", ".calibration"),
         CelRule("self.method != 'bnb' || self.bits in [4, 8]", "bnb quantizes to 4 or 8 bits", ".bits"),
@@ -114,7 +114,7 @@ class ModelExportSpec(Scheduling):
     resources: ExportResources = Field(default_factory=ExportResources, description="Resources of the Job.")
     backoff_limit: int = Field(2, ge=0, le=100, description="Retries of the export Job.")
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             "!has(self.source.adapter) || self.merge || has(self.quantization)",
             "an adapter source with merge: false and no quantization has nothing to export",

@@ -1,0 +1,1 @@
+"""The kubetune operator: reconciles FineTuneJob, ModelExport and InferenceService (kopf)."""
