@@ -133,13 +133,14 @@ def load_model(model: ModelConfig, method: MethodConfig, *, precision: str, grad
                                                   attn_implementation=kwargs["attn_implementation"])
     else:
         loaded = AutoModelForCausalLM.from_pretrained(model.model_name_or_path, **kwargs)
+    checkpointing = {"use_reentrant": model.use_reentrant_gc}
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 
         loaded = prepare_model_for_kbit_training(loaded, use_gradient_checkpointing=gradient_checkpointing,
-                                                 gradient_checkpointing_kwargs={"use_reentrant": model.use_reentrant_gc})
+                                                 gradient_checkpointing_kwargs=checkpointing)
     elif gradient_checkpointing:
-        loaded.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": model.use_reentrant_gc})
+        loaded.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
         # With frozen embeddings (LoRA, freeze) reentrant checkpointing needs inputs that require grad.
         loaded.enable_input_require_grads()
     loaded.config.use_cache = False  # the KV cache is useless in training and conflicts with checkpointing

@@ -74,14 +74,14 @@ def argument_kwargs(cfg: RuntimeConfig, *, precision: str, layer_classes: list[s
                     output_dir: str) -> tuple[dict[str, Any], list[str]]:
     """Keyword arguments for TrainingArguments, and the trackers dropped for a missing package."""
     kwargs = cfg.training.hf_kwargs()
+    # The model loader turns checkpointing on itself (with use_reentrant_gc); FSDP does it through its config.
+    kwargs.pop("gradient_checkpointing", None)
     report_to, dropped = reporters(cfg.training.report_to, installed)
     kwargs.update(
         output_dir=output_dir,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         report_to=report_to or "none",
-        # The model loader turns checkpointing on itself (with use_reentrant_gc); FSDP does it through its config.
-        gradient_checkpointing=False,
         # Our datasets are already tokenized; transformers must not drop the columns the collator needs.
         remove_unused_columns=False,
         # Resume is decided by kubetune (last *complete* checkpoint), never by the Trainer's own lookup.
@@ -96,10 +96,13 @@ def argument_kwargs(cfg: RuntimeConfig, *, precision: str, layer_classes: list[s
 
 def training_arguments(cfg: RuntimeConfig, output_dir: str | Path, layer_classes: list[str]) -> TrainingArguments:
     """Build TrainingArguments (this also initialises torch.distributed when launched by torchrun)."""
+    import torch
     from transformers import TrainingArguments
 
     kwargs, dropped = argument_kwargs(cfg, precision=precision_of(cfg.training), layer_classes=layer_classes,
                                       installed=installed_reporters(), output_dir=str(output_dir))
+    if not torch.cuda.is_available():
+        kwargs.setdefault("dataloader_pin_memory", False)  # pinning needs an accelerator; it only warns on CPU
     for name in dropped:
         print(f"report_to: {name} is not installed; not reporting to it (pip install {name})")
     return TrainingArguments(**kwargs)
