@@ -70,6 +70,18 @@ def strategy_kwargs(cfg: RuntimeConfig, layer_classes: list[str]) -> dict[str, A
     return {}
 
 
+def check_strategy(strategy: str | None, accelerator: bool, deepspeed_installed: bool) -> None:
+    """Refuse a strategy this machine cannot run instead of silently training without it.
+
+    accelerate runs FSDP and DeepSpeed only on accelerators; on CPU it would fall back to plain DDP.
+    """
+    if strategy in ("fsdp", "deepspeed") and not accelerator:
+        raise LaunchError(f"{strategy} needs GPUs (accelerate shards only on accelerators); "
+                          "on CPU leave strategy unset to train with DDP")
+    if strategy == "deepspeed" and not deepspeed_installed:
+        raise LaunchError("deepspeed is not installed; pip install 'kubetune[gpu]' or use fsdp")
+
+
 def argument_kwargs(cfg: RuntimeConfig, *, precision: str, layer_classes: list[str], installed: set[str],
                     output_dir: str) -> tuple[dict[str, Any], list[str]]:
     """Keyword arguments for TrainingArguments, and the trackers dropped for a missing package."""
@@ -99,9 +111,13 @@ def training_arguments(cfg: RuntimeConfig, output_dir: str | Path, layer_classes
     import torch
     from transformers import TrainingArguments
 
+    check_strategy(cfg.distributed.strategy, torch.accelerator.is_available(),
+                   importlib.util.find_spec("deepspeed") is not None)
     kwargs, dropped = argument_kwargs(cfg, precision=precision_of(cfg.training), layer_classes=layer_classes,
                                       installed=installed_reporters(), output_dir=str(output_dir))
-    if not torch.cuda.is_available():
+    if not torch.accelerator.is_available():
+        # Without this transformers treats torchrun workers on CPU as unrelated single processes (no gloo DDP).
+        kwargs.setdefault("use_cpu", True)
         kwargs.setdefault("dataloader_pin_memory", False)  # pinning needs an accelerator; it only warns on CPU
     for name in dropped:
         print(f"report_to: {name} is not installed; not reporting to it (pip install {name})")
