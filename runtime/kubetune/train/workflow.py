@@ -65,8 +65,7 @@ def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     set_seed(args.seed)  # adapters are initialised before the Trainer seeds anything
 
     tokenizer = load_tokenizer(cfg.model)
-    with args.main_process_first(desc="tokenize"):
-        bundle = build_datasets(cfg, tokenizer, cfg.stage)
+    bundle = build_datasets(cfg, tokenizer, cfg.stage)  # tokenizes on the main process, the others read its cache
     model = load_model(cfg.model, cfg.method, precision=precision_of(cfg.training),
                        gradient_checkpointing=cfg.training.gradient_checkpointing and not layers,
                        local_rank=max(args.local_rank, 0))
