@@ -154,15 +154,18 @@ def _comma_keys() -> frozenset[str]:
                      if any(isinstance(m, CommaSeparated) for m in info.metadata))
 
 
-def dump_config(cfg: RuntimeConfig, *, exclude_defaults: bool = False) -> dict[str, Any]:
+def dump_config(cfg: RuntimeConfig, *, exclude_defaults: bool = False, exclude_none: bool = True,
+                comma_lists: bool = True) -> dict[str, Any]:
     """The flat LLaMA-Factory-style dict of a config; ``load_config`` of it gives back an equal config.
 
-    Lists that LLaMA-Factory writes as comma-separated strings (dataset, lora_target, ...) are written that way.
+    Lists that LLaMA-Factory writes as comma-separated strings (dataset, lora_target, ...) are written that way
+    unless ``comma_lists`` is false.
     """
-    comma = _comma_keys()
+    comma = _comma_keys() if comma_lists else frozenset()
     out: dict[str, Any] = {"stage": cfg.stage}
     for group in GROUPS:
-        values = getattr(cfg, group).model_dump(mode="json", exclude_defaults=exclude_defaults, exclude_none=True)
+        values = getattr(cfg, group).model_dump(mode="json", exclude_defaults=exclude_defaults,
+                                                exclude_none=exclude_none)
         for key, value in values.items():
             if key in comma and isinstance(value, list) and all(isinstance(v, str | float | int) for v in value):
                 value = ",".join(str(v) for v in value)

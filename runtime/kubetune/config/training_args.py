@@ -54,7 +54,7 @@ class TrainingConfig(ConfigGroup):
     bf16: bool = Field(False, description="bfloat16 mixed precision.")
     fp16: bool = Field(False, description="float16 mixed precision.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] | None = Field(
-        None, description="kubetune: auto picks bf16 where supported; unset follows bf16/fp16."
+        None, description="kubetune: auto picks bf16 where supported; unset follows bf16/fp16 (else fp32)."
     )
     gradient_checkpointing: bool = Field(True, description="Recompute activations to save memory.")
     report_to: str | list[str] = Field("none", description="Experiment trackers (none, tensorboard, wandb, ...).")
@@ -71,8 +71,12 @@ class TrainingConfig(ConfigGroup):
         if self.bf16 and self.fp16:
             raise ValueError("bf16 and fp16 cannot both be true")
         flags = "bf16" if self.bf16 else "fp16" if self.fp16 else None
-        if self.precision is not None and flags and self.precision != flags:
+        if self.precision is None:
+            self.precision = flags or "fp32"
+        elif flags and self.precision != flags:
             raise ValueError(f"precision {self.precision} contradicts {flags}: true")
+        elif self.precision in ("bf16", "fp16"):
+            setattr(self, self.precision, True)
         if self.eval_strategy == "steps" and self.eval_steps is None:
             self.eval_steps = self.logging_steps
         return self
@@ -82,8 +86,6 @@ class TrainingConfig(ConfigGroup):
         out = {k: v for k, v in self.model_dump().items() if k not in NON_HF_TRAINING_KEYS}
         if self.warmup_ratio and not self.warmup_steps:
             out["warmup_steps"] = self.warmup_ratio
-        if self.precision in ("bf16", "fp16"):
-            out[self.precision] = True
         return out
 
 
@@ -102,7 +104,7 @@ class DistributedConfig(ConfigGroup):
             raise ValueError("set either deepspeed or fsdp, not both")
         implied = "deepspeed" if self.deepspeed else "fsdp" if self.fsdp else None
         if self.strategy is None:
-            self.strategy = implied
+            self.strategy = implied or "ddp"
         elif implied and implied != self.strategy:
             raise ValueError(f"strategy {self.strategy} contradicts the {implied} setting")
         if isinstance(self.deepspeed, str) and not (_PRESET.match(self.deepspeed) or self.deepspeed.endswith(".json")):
