@@ -170,7 +170,7 @@ def resolve_inferenceservice(isvc: InferenceService, resolver: UriResolver, api_
     and calls :func:`serve_config_from_inferenceservice` with the paths.
     """
     spec = isvc.spec
-    refs = [spec.model] + list(spec.adapters or [])
+    refs = [spec.model, *list(spec.adapters or [])]
     if any(s.fine_tune_job_ref or s.model_export_ref for s in refs):
         raise UriError("this InferenceService references other objects: serve it with `kubetune run` (which "
                        "resolves fineTuneJobRef/modelExportRef) or give uri sources")

@@ -8,7 +8,7 @@ from typing import Any
 class OpenAIError(Exception):
     """An error the client sees; ``param`` names the request field at fault."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",  # noqa: A002
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
                  param: str | None = None, code: str | None = None):
         super().__init__(message)
         self.status = status

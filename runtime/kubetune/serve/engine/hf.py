@@ -22,7 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from kubetune.serve.engine import Delta, EngineError, GenerationRequest, TokenLogprob
 from kubetune.serve.engine.batch import BatchState, can_join, left_pad
 from kubetune.serve.engine.sampling import OpenAIPenaltyLogitsProcessor, RowwiseSamplingWarper, sample_rows
-from kubetune.serve.engine.textstream import IncrementalDecoder, StopStringFilter
+from kubetune.serve.engine.textstream import IncrementalDecoder, SequenceText, StopStringFilter
 
 log = logging.getLogger(__name__)
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
@@ -41,9 +41,7 @@ class _Request:
 class _Row:
     owner: _Request
     index: int
-    decoder: IncrementalDecoder
-    stops: StopStringFilter
-    generated: int = 0
+    text: SequenceText
 
     @property
     def params(self):
@@ -144,6 +142,10 @@ class HFEngine:
             self._waiting.remove(item)
         return taken
 
+    def _sequence_text(self, request: GenerationRequest) -> SequenceText:
+        return SequenceText(IncrementalDecoder(self.tokenizer, self.special, request.keep_token_ids),
+                            StopStringFilter(request.params.stop), self.stop_ids, request.params.max_tokens)
+
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache, adapters: list[str]):
         kwargs = {"adapter_names": adapters} if self.adapters else {}
         with torch.inference_mode():
@@ -156,11 +158,7 @@ class HFEngine:
 
     def _admit(self, rows: list[_Row], state: BatchState | None, new: list[_Request]
                ) -> tuple[list[_Row], BatchState]:
-        added = [
-            _Row(item, i, IncrementalDecoder(self.tokenizer, self.special, item.request.keep_token_ids),
-                 StopStringFilter(item.request.params.stop))
-            for item in new for i in range(item.request.params.n)
-        ]
+        added = [_Row(item, i, self._sequence_text(item.request)) for item in new for i in range(item.request.params.n)]
         prompts = [row.owner.request.prompt_ids for row in added]
         ids, mask = left_pad(prompts, self.pad_id, self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -205,21 +203,12 @@ class HFEngine:
 
     def _emit(self, row: _Row, token: int, state: BatchState, i: int, raw: torch.Tensor | None) -> bool:
         """Send the row's new text; return whether the row goes on."""
-        row.generated += 1
-        finish = None
-        if token in self.stop_ids:
-            text, finish = row.stops.flush(), "stop"
-        else:
-            text, hit = row.stops.feed(row.decoder.add(token))
-            if hit:
-                finish = "stop"
-            elif row.generated >= row.params.max_tokens or int(state.lengths[i]) + 1 >= self.max_model_len:
-                text, finish = text + row.stops.flush(), "length"
+        text, finish = row.text.step(token, context_full=int(state.lengths[i]) + 1 >= self.max_model_len)
         logprobs = () if raw is None or row.params.logprobs is None else (self._logprob(raw[i], token, row),)
         if row.owner.cancelled:
             return False
         if text or finish or logprobs:
-            delta = Delta(row.index, text, finish, row.generated, logprobs)
+            delta = Delta(row.index, text, finish, row.text.generated, logprobs)
             row.owner.loop.call_soon_threadsafe(row.owner.out.put_nowait, delta)
         return finish is None
 

@@ -81,3 +81,33 @@ class StopStringFilter:
         """Text still held back when generation ends for another reason."""
         out, self.pending = self.pending, ""
         return out
+
+
+@dataclass
+class SequenceText:
+    """One sequence's token → text bookkeeping: stop tokens, stop strings and the token budget.
+
+    Every in-process engine feeds sampled tokens through this, so stopping behaves the same whatever generates.
+    """
+
+    decoder: IncrementalDecoder
+    stops: StopStringFilter
+    stop_ids: frozenset[int]
+    max_tokens: int
+    generated: int = 0
+
+    def step(self, token: int, context_full: bool = False) -> tuple[str, str | None]:
+        """Take one sampled token; return (text to emit, finish_reason or None).
+
+        A stop token ends the sequence without adding text; a stop string ends it with the text cut before the
+        stop; reaching ``max_tokens`` (or ``context_full``) ends it with reason "length".
+        """
+        self.generated += 1
+        if token in self.stop_ids:
+            return self.stops.flush(), "stop"
+        text, hit = self.stops.feed(self.decoder.add(token))
+        if hit:
+            return text, "stop"
+        if self.generated >= self.max_tokens or context_full:
+            return text + self.stops.flush(), "length"
+        return text, None
