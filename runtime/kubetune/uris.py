@@ -2,7 +2,8 @@
 
 ``pvc://claim/path`` is ``<pvc_root>/claim/path``: in pods the operator mounts each claim at
 ``/mnt/pvc/<claim>``; locally ``pvc_root`` is a directory of your choice (``kubetune run --pvc-root``).
-``file:///abs`` is ``/abs``; a plain relative path is taken relative to ``base_dir`` (the CR file's folder).
+``file:///abs`` is ``/abs``; a relative path, plain or as ``file://rel/path`` (a local-run convenience: the CRD
+pattern wants a scheme), is taken relative to ``base_dir`` (the CR file's folder).
 ``hf://org/name`` becomes the hub id ``org/name`` (transformers and datasets load it when a network is there).
 """
 
@@ -38,7 +39,7 @@ class UriResolver:
     def resolve(self, uri: str) -> str:
         """Local path (or hub id for hf://) for ``uri``. Raises UriError for what cannot be reached locally."""
         if uri.startswith("file://"):
-            return uri.removeprefix("file://")
+            return self._local(uri.removeprefix("file://"))
         if uri.startswith("pvc://"):
             claim, path = split_pvc(uri)
             return str(self.pvc_root / claim / path)
@@ -48,7 +49,10 @@ class UriResolver:
             raise UriError(f"{uri!r}: s3:// sources are staged by the pod's init step; mount or copy them locally")
         if "://" in uri:
             raise UriError(f"{uri!r}: unknown scheme; expected one of {', '.join(SCHEMES)} or a path")
-        path = Path(uri).expanduser()
+        return self._local(uri)
+
+    def _local(self, path_text: str) -> str:
+        path = Path(path_text).expanduser()
         return str(path if path.is_absolute() else (self.base_dir / path).resolve())
 
     def join(self, uri: str, *parts: str) -> str:

@@ -61,6 +61,8 @@ def test_changed_file_fails_verification(tmp_path):
         ("pvc://models/team/run-1", "/pvc/models/team/run-1"),
         ("hf://Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B"),
         ("data/train.jsonl", "/base/data/train.jsonl"),
+        ("file://data/train.jsonl", "/base/data/train.jsonl"),
+        ("file://./data/train.jsonl", "/base/data/train.jsonl"),
         ("/abs/train.jsonl", "/abs/train.jsonl"),
     ],
 )

@@ -1,0 +1,106 @@
+"""`make demo`: train, export and serve a tiny model offline on CPU, then ask it questions it never saw.
+
+1. Build the base model (random weights, committed tokenizer) and the datasets into the local pvc root.
+2. Serve the untrained base model with `kubetune run` and ask it the held-out questions: the "before" accuracy.
+3. `kubetune run finetunejob.yaml modelexport.yaml inferenceservice.yaml`: LoRA fine-tuning, merge, serve.
+4. Ask the served model the same held-out questions through the openai client: the "after" accuracy.
+
+Everything lives under ``.kubetune/`` (the work dir; ``pvc://`` is ``.kubetune/pvc``). Running the demo again
+reuses what finished (the FineTuneJob and ModelExport are not repeated); ``--fresh`` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from endpoint import Answer, accuracy, ask_all, free_port, serving  # noqa: E402
+from prepare import BASE_MODEL, prepare  # noqa: E402
+from tasks import read_jsonl  # noqa: E402
+
+RESOURCES = [HERE / "finetunejob.yaml", HERE / "modelexport.yaml", HERE / "inferenceservice.yaml"]
+BASELINE = """\
+apiVersion: kubetune.io/v1alpha1
+kind: InferenceService
+metadata: {name: quickstart-untrained}
+spec:
+  model: {uri: pvc://models/quickstart-base}
+  servedModelName: quickstart-untrained
+  engine: {backend: hf}
+  resources: {gpusPerReplica: 0}
+"""
+# One thread per process: on two shared cores, torch's default of one thread per core loses far more to
+# oversubscription than it gains (see bench/ and the README's figures). Set OMP_NUM_THREADS to override.
+THREADS = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TOKENIZERS_PARALLELISM": "false"}
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text}", flush=True)
+
+
+def samples(before: list[Answer], after: list[Answer], count: int) -> str:
+    lines = []
+    for old, new in list(zip(before, after, strict=True))[:count]:
+        mark = "ok" if new.correct else "wrong"
+        lines.append(f"  {new.question!r}\n      expected {new.expected!r}\n      untrained {old.answer.strip()!r}\n"
+                     f"      trained   {new.answer.strip()!r}  ({mark})")
+    return "\n".join(lines)
+
+
+def loss_curve(work_dir: Path) -> Path | None:
+    found = sorted((work_dir / "pvc" / "models" / "quickstart").glob("quickstart-sft-*/training_loss.png"))
+    return found[-1] if found else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="kubetune offline quickstart")
+    parser.add_argument("--work-dir", type=Path, default=Path(".kubetune"))
+    parser.add_argument("--train-size", type=int, default=16000, help="training questions (one epoch)")
+    parser.add_argument("--heldout-size", type=int, default=200, help="held-out questions asked before and after")
+    parser.add_argument("--fresh", action="store_true", help="delete the work dir first")
+    args = parser.parse_args()
+    started = time.monotonic()
+    work = args.work_dir.resolve()
+    if args.fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    os.environ.update(THREADS)
+
+    banner("1/4 base model and data (random weights, committed tokenizer, generated questions)")
+    _, train, heldout_file = prepare(work / "pvc", args.train_size, args.heldout_size)
+    heldout = read_jsonl(heldout_file)
+    print(f"base model   pvc://{BASE_MODEL}\ntraining     {train}\nheld out     {heldout_file} "
+          f"({len(heldout)} questions never seen in training)")
+
+    banner("2/4 the untrained model answers the held-out questions (kubetune run, openai client)")
+    baseline = work / "baseline" / "inferenceservice.yaml"
+    baseline.parent.mkdir(parents=True, exist_ok=True)
+    baseline.write_text(BASELINE)
+    with serving([baseline], work_dir=work, service="quickstart-untrained", port=free_port()) as url:
+        before = ask_all(url, "quickstart-untrained", heldout)
+
+    banner("3/4 kubetune run finetunejob.yaml modelexport.yaml inferenceservice.yaml")
+    with serving(RESOURCES, work_dir=work, service="quickstart", port=free_port()) as url:
+        banner(f"4/4 the trained model answers the same questions at {url}")
+        after = ask_all(url, "quickstart", heldout)
+
+    elapsed = time.monotonic() - started
+    banner("result")
+    print(f"held-out exact-match accuracy (greedy): untrained {accuracy(before):.1%}  ->  trained {accuracy(after):.1%}"
+          f"  ({len(heldout)} questions)")
+    print("sample answers:\n" + samples(before, after, 5))
+    curve = loss_curve(work)
+    print(f"loss curve   {curve}" if curve else "loss curve   (not found)")
+    print(f"elapsed      {elapsed / 60:.1f} min (this script; `time make demo` adds the environment)")
+    print(f"records      {sys.executable.rsplit('/', 1)[0]}/kubetune run --list --work-dir {args.work_dir}")
+    return 0 if accuracy(after) > accuracy(before) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

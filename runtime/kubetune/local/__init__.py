@@ -1,0 +1,1 @@
+"""Local runs: `kubetune run` executes kubetune resources on this machine with the runtime the pods use."""

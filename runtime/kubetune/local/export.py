@@ -1,0 +1,136 @@
+"""Run a ModelExport on this machine: resolve its source, map the spec, run the export pipeline the Job runs.
+
+A ``fineTuneJobRef`` source is the job's adapter merged into the base recorded in its manifest (or into
+``source.model`` when given); a ``modelExportRef`` source re-exports that model; ``adapter``/``model`` URIs are used
+as they are. The export writes ``<output.uri>/<name>-<uid8>/`` with its manifest last.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from kubetune.api.conditions import ConditionType as T
+from kubetune.api.conditions import ModelExportPhase as P
+from kubetune.api.conditions import Reason as R
+from kubetune.api.modelexport import ModelExport
+from kubetune.artifacts import ArtifactError, CreatedBy, read_manifest
+from kubetune.local.context import LocalContext, Outcome, output_name
+from kubetune.local.finetune import ACCEPTED, already_succeeded, restart_conditions
+from kubetune.local.plan import LocalObject
+from kubetune.local.sources import Artifact, Unresolved, absolute_uri, resolve_source
+from kubetune.local.status import Cond, Tracker, now_text
+from kubetune.local.workdir import Record
+from kubetune.uris import UriError, UriResolver
+
+
+class SourceError(ValueError):
+    """The source resolved but cannot be exported as asked (wrong artifact type, no base model)."""
+
+
+def export_inputs(mexp: ModelExport, source: Artifact, resolver: UriResolver) -> tuple[str, list[str], str | None]:
+    """(base model path, adapter paths, base model uri for the manifest) for a resolved source."""
+    spec = mexp.spec.source
+    if spec.adapter is not None or (spec.model is not None and source.origin is None):
+        assert spec.model is not None
+        adapters = [resolver.resolve(spec.adapter.uri)] if spec.adapter else []
+        return resolver.resolve(spec.model.uri), adapters, spec.model.uri
+    artifact_dir = resolver.resolve(source.uri)
+    if source.artifact_type != "lora-adapter":
+        return artifact_dir, [], source.base_model_uri or source.uri
+    if spec.model is not None:  # base override, e.g. the bf16 base after qlora
+        return resolver.resolve(spec.model.uri), [artifact_dir], spec.model.uri
+    base = source.base_model_path(resolver)
+    if base is None:
+        raise SourceError(f"{source.origin_name}: the adapter's manifest names no base model; set spec.source.model")
+    return base, [artifact_dir], source.base_model_uri
+
+
+def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact | None:
+    mexp = obj.resource
+    assert isinstance(mexp, ModelExport)
+    source = mexp.spec.source
+    if source.fine_tune_job_ref is None and source.model_export_ref is None:
+        assert source.model is not None
+        return Artifact(uri=source.model.uri)
+    resolution = resolve_source(source, obj.namespace, ctx.work)
+    if isinstance(resolution, Unresolved):
+        phase = P.FAILED if resolution.final else P.WAITING_FOR_SOURCE
+        conds = [ACCEPTED, Cond(T.SOURCE_READY, False, resolution.reason, resolution.message)]
+        if resolution.final:
+            conds.append(Cond(T.FAILED, True, resolution.reason, resolution.message))
+        tracker.set(phase, resolution.reason, resolution.message, conds)
+        return None
+    return resolution
+
+
+def _fail(tracker: Tracker, reason: R, message: str) -> Outcome:
+    tracker.set(P.FAILED, reason, message, [Cond(T.RUNNING, False, R.FAILED, message),
+                                            Cond(T.FAILED, True, reason, message)], completionTime=now_text())
+    return Outcome.FAILED
+
+
+def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: LocalContext) -> Outcome:
+    """Export ``obj`` (a ModelExport) here, keeping its record current. Returns how it ended."""
+    from kubetune.export.config import export_config_from_modelexport
+
+    mexp = obj.resource
+    assert isinstance(mexp, ModelExport)
+    resolver = ctx.resolver(obj)
+    output_uri = absolute_uri(resolver.join(mexp.spec.output.uri, output_name(obj, record.uid)), resolver) + "/"
+    export_dir = Path(resolver.resolve(output_uri))
+    if already_succeeded(record, export_dir):
+        ctx.say(f"{tracker.ref:<34} Succeeded (unchanged since it ran; output {output_uri})")
+        return Outcome.SUCCEEDED
+    source = _resolve(obj, ctx, tracker)
+    if source is None:
+        return Outcome.BLOCKED
+    try:
+        base, adapters, base_uri = export_inputs(mexp, source, resolver)
+        calibration = mexp.spec.quantization.calibration if mexp.spec.quantization else None
+        config = export_config_from_modelexport(
+            mexp, base_model=base, adapters=adapters, export_dir=str(export_dir), base_model_uri=base_uri,
+            calibration=resolver.resolve(calibration.uri) if calibration else None)
+    except (SourceError, UriError, ValueError) as exc:
+        reason = R.WRONG_ARTIFACT_TYPE if isinstance(exc, SourceError) else R.INVALID_SPEC
+        return _fail(tracker, reason, str(exc))
+    resolved = {"uri": source.uri, "baseModelUri": base_uri}
+    if source.origin:
+        resolved["fineTuneJob" if source.origin[0] == "FineTuneJob" else "modelExport"] = source.origin[1]
+    message = f"exporting {'merged ' if adapters else ''}model into {output_uri}"
+    tracker.set(P.RUNNING, R.RUNNING, message,
+                [ACCEPTED, Cond(T.SOURCE_READY, True, R.RESOLVED, f"source {source.uri}"),
+                 Cond(T.RUNNING, True, R.RUNNING, message), *restart_conditions(record)],
+                resolvedSource={k: v for k, v in resolved.items() if v}, output=None, completionTime=None)
+    return _export(config, obj, record, tracker, output_uri)
+
+
+def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_uri: str) -> Outcome:  # type: ignore[no-untyped-def]
+    from kubetune.export.merge import ExportError
+    from kubetune.export.pipeline import run_export
+    from kubetune.export.quantize import QuantizationUnavailable
+
+    # An interrupted export leaves only its hidden staging folder; a directory without a manifest is a leftover.
+    config = config.model_copy(update={"overwrite": True})
+    created_by = CreatedBy(kind="ModelExport", name=obj.name, namespace=obj.namespace, uid=record.uid)
+    try:
+        run_export(config, created_by=created_by, strict_manifests=True)
+    except KeyboardInterrupt:
+        message = "interrupted; run again to export from the start"
+        tracker.set(P.PENDING, R.PENDING, message, [Cond(T.RUNNING, False, R.PENDING, message)])
+        return Outcome.INTERRUPTED
+    except (ExportError, ArtifactError, QuantizationUnavailable, OSError, ValueError) as exc:
+        return _fail(tracker, R.FAILED, str(exc))
+    except Exception as exc:
+        traceback.print_exc()
+        return _fail(tracker, R.FAILED, f"export failed: {exc}")
+    manifest = read_manifest(config.export_dir)
+    output = {"uri": output_uri, "artifactType": manifest.artifact_type,
+              "baseModel": manifest.base_model.model_dump(exclude_none=True)}
+    if manifest.quantization:
+        output["quantization"] = manifest.quantization.model_dump(exclude_none=True)
+    message = f"exported {len(manifest.files)} files"
+    tracker.set(P.SUCCEEDED, R.SUCCEEDED, message,
+                [Cond(T.RUNNING, False, R.SUCCEEDED, message), Cond(T.SUCCEEDED, True, R.SUCCEEDED, message)],
+                output=output, completionTime=now_text())
+    return Outcome.SUCCEEDED

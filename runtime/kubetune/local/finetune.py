@@ -1,0 +1,153 @@
+"""Run a FineTuneJob on this machine: the mapping the operator renders into the pod's config, then the train stage.
+
+``runtime_config_from_finetunejob`` turns the spec into the runtime config (the same function the operator uses for
+the pod's ConfigMap); the stage from :data:`kubetune.train.stages.STAGES` trains with it in this process. The output
+directory is ``<output.uri>/<name>-<uid8>/`` with the object's local uid, so a rerun of the same spec finds its
+checkpoints and resumes (``resume: auto``); Ctrl-C leaves the object Suspended with its complete checkpoints.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from kubetune.api.conditions import ConditionType as T
+from kubetune.api.conditions import FineTuneJobPhase as P
+from kubetune.api.conditions import Reason as R
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.artifacts import MANIFEST_NAME, ArtifactError, read_manifest
+from kubetune.local.context import LocalContext, Outcome, output_name
+from kubetune.local.plan import LocalObject, references
+from kubetune.local.progress import LocalProgressSink, latest_checkpoint
+from kubetune.local.sources import Artifact, absolute_uri, resolve_reference
+from kubetune.local.status import Cond, Tracker, now_text
+from kubetune.local.workdir import Record
+from kubetune.uris import UriError
+
+ACCEPTED = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
+INPUTS_READY = Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")
+
+
+def already_succeeded(record: Record, output_dir: Path) -> bool:
+    """A finished run stays finished: Succeeded in the record and its manifest still there."""
+    return record.phase == P.SUCCEEDED and (output_dir / MANIFEST_NAME).is_file()
+
+
+def restart_conditions(record: Record) -> list[Cond]:
+    """Conditions of an earlier attempt that a new attempt clears (a rerun after Ctrl-C or a failure)."""
+    held = {c.get("type") for c in record.status.get("conditions") or [] if c.get("status") == "True"}
+    out = []
+    if T.SUSPENDED in held:
+        out.append(Cond(T.SUSPENDED, False, R.RESUMED, "resumed"))
+    for ctype in (T.FAILED, T.SUCCEEDED):
+        if ctype in held:
+            out.append(Cond(ctype, False, R.RESTARTING, "running again"))
+    return out
+
+
+def _inputs(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> dict[tuple[str, str], Artifact] | None:
+    """The referenced artifacts, or None after recording why the job cannot start."""
+    found: dict[tuple[str, str], Artifact] = {}
+    for kind, name in references(obj.resource):
+        resolution = resolve_reference(kind, name, obj.namespace, ctx.work)
+        if isinstance(resolution, Artifact):
+            found[(kind, name)] = resolution
+            continue
+        conds = [ACCEPTED, Cond(T.INPUTS_READY, False, resolution.reason, resolution.message)]
+        if resolution.final:
+            conds.append(Cond(T.FAILED, True, resolution.reason, resolution.message))
+        tracker.set(P.FAILED if resolution.final else P.PENDING, resolution.reason, resolution.message, conds)
+        return None
+    return found
+
+
+def _config(obj: LocalObject, record: Record, ctx: LocalContext, output_dir: Path,
+            inputs: dict[tuple[str, str], Artifact]):  # type: ignore[no-untyped-def]
+    from kubetune.config.mapping import runtime_config_from_finetunejob
+
+    job = obj.resource
+    assert isinstance(job, FineTuneJob)
+    job = job.model_copy(update={"metadata": {**job.metadata, "namespace": obj.namespace, "uid": record.uid}})
+    resolver = ctx.resolver(obj)
+    return runtime_config_from_finetunejob(job, output_dir=str(output_dir), resolve=resolver.resolve,
+                                           resolve_ref=lambda kind, name: inputs[(kind, name)].uri)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean "this spec cannot run here": reported without a traceback."""
+    from kubetune.model.adapters import MethodError
+    from kubetune.model.loader import ModelLoadError
+    from kubetune.train.distributed import LaunchError
+    from kubetune.train.outputs import OutputError
+    from kubetune.train.stages import StageNotAvailable
+
+    return LaunchError, MethodError, ModelLoadError, OutputError, StageNotAvailable, ArtifactError, OSError
+
+
+def _fail(tracker: Tracker, reason: R, message: str, accepted: bool = True) -> Outcome:
+    accept = ACCEPTED if accepted else Cond(T.ACCEPTED, False, reason, message)
+    tracker.set(P.FAILED, reason, message, [accept, Cond(T.RUNNING, False, R.FAILED, message),
+                                            Cond(T.FAILED, True, reason, message)], completionTime=now_text())
+    return Outcome.BLOCKED if not accepted else Outcome.FAILED
+
+
+def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: LocalContext) -> Outcome:
+    """Train ``obj`` (a FineTuneJob) here, keeping its record current. Returns how it ended."""
+    from kubetune.config import ConfigError
+
+    job = obj.resource
+    assert isinstance(job, FineTuneJob)
+    resolver = ctx.resolver(obj)
+    output_uri = absolute_uri(resolver.join(job.spec.output.uri, output_name(obj, record.uid)), resolver) + "/"
+    output_dir = Path(resolver.resolve(output_uri))
+    if already_succeeded(record, output_dir):
+        ctx.say(f"{tracker.ref:<34} Succeeded (unchanged since it ran; output {output_uri})")
+        return Outcome.SUCCEEDED
+    inputs = _inputs(obj, ctx, tracker)
+    if inputs is None:
+        return Outcome.BLOCKED
+    try:
+        cfg = _config(obj, record, ctx, output_dir, inputs)
+    except (ConfigError, UriError) as exc:
+        return _fail(tracker, R.INVALID_SPEC, str(exc), accepted=False)
+
+    restarted = record.phase in (P.RUNNING, P.SUSPENDED, P.FAILED)
+    message = f"training ({job.spec.stage} {job.spec.method}) into {output_uri}"
+    tracker.set(P.RUNNING, R.RUNNING, message,
+                [ACCEPTED, INPUTS_READY, Cond(T.RUNNING, True, R.RUNNING, message), *restart_conditions(record)],
+                startTime=record.status.get("startTime") or now_text(),
+                restarts=int(record.status.get("restarts") or 0) + int(restarted),
+                output=None, completionTime=None)
+    return _train(cfg, tracker, ctx, output_dir, output_uri)
+
+
+def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_uri: str) -> Outcome:  # type: ignore[no-untyped-def]
+    from kubetune.train.context import TrainContext
+    from kubetune.train.stages import run_stage
+
+    sink = LocalProgressSink(tracker, output_dir, output_uri, say=None if ctx.console else ctx.say)
+    try:
+        result = run_stage(cfg, TrainContext(sinks=[sink], console=ctx.console, say=ctx.say))
+    except KeyboardInterrupt:
+        checkpoint = latest_checkpoint(output_dir, output_uri)
+        step = (tracker.status.get("progress") or {}).get("step", 0)
+        message = (f"interrupted at step {step}; run again to resume from {checkpoint}" if checkpoint
+                   else f"interrupted at step {step} before the first checkpoint; run again to start over")
+        tracker.set(P.SUSPENDED, R.SUSPENDED, message, [Cond(T.RUNNING, False, R.SUSPENDED, message),
+                                                        Cond(T.SUSPENDED, True, R.SUSPENDED, message)],
+                    latestCheckpoint=checkpoint)
+        return Outcome.INTERRUPTED
+    except _known_errors() as exc:
+        return _fail(tracker, R.FAILED, str(exc))
+    except Exception as exc:
+        traceback.print_exc()
+        return _fail(tracker, R.FAILED, f"training failed: {exc}")
+    manifest = read_manifest(output_dir)
+    output = {"uri": output_uri, "artifactType": manifest.artifact_type,
+              "baseModel": manifest.base_model.model_dump(exclude_none=True)}
+    loss = f", final loss {result.train_loss:.4f}" if result.train_loss is not None else ""
+    message = f"trained {result.global_step} steps{loss}"
+    tracker.set(P.SUCCEEDED, R.SUCCEEDED, message,
+                [Cond(T.RUNNING, False, R.SUCCEEDED, message), Cond(T.SUCCEEDED, True, R.SUCCEEDED, message)],
+                output=output, completionTime=now_text(), latestCheckpoint=latest_checkpoint(output_dir, output_uri))
+    return Outcome.SUCCEEDED

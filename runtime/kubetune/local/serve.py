@@ -1,0 +1,199 @@
+"""Serve an InferenceService on this machine, in the foreground, until Ctrl-C (or SIGTERM).
+
+The model and adapters resolve as in the cluster: a ``modelExportRef`` serves the exported model, a
+``fineTuneJobRef`` serves the job's adapter on its base model (or its full model), ``uri`` sources are used as
+given. The serve config comes from :func:`kubetune.serve.config.serve_config_from_inferenceservice`, the mapping
+the serving pod uses; ``backend: hf`` runs kubetune's engine in this process, ``backend: vllm`` starts vLLM's own
+server. The record turns Ready (with ``status.url``) once the endpoint answers, which is what scripts wait for.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from kubetune.api.conditions import ConditionType as T
+from kubetune.api.conditions import InferenceServicePhase as P
+from kubetune.api.conditions import Reason as R
+from kubetune.api.inferenceservice import InferenceService
+from kubetune.local.context import LocalContext, Outcome
+from kubetune.local.finetune import ACCEPTED
+from kubetune.local.plan import LocalObject
+from kubetune.local.sources import Artifact, Unresolved, resolve_source
+from kubetune.local.status import Cond, Tracker
+from kubetune.local.workdir import Record
+from kubetune.uris import UriError, UriResolver
+
+
+@dataclass
+class ServedModel:
+    """Local paths of what one InferenceService serves."""
+
+    model_path: str
+    model_adapter: str | None = None
+    adapters: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+
+
+class ModelError(ValueError):
+    """A resolved source that cannot be served (wrong artifact type)."""
+
+
+def _model_paths(artifact: Artifact, resolver: UriResolver) -> tuple[str, str | None]:
+    """(model directory, adapter answering to the served name) for a resolved model source."""
+    path = resolver.resolve(artifact.uri)
+    if artifact.artifact_type != "lora-adapter":
+        return path, None
+    base = artifact.base_model_path(resolver)
+    if base is None:
+        raise ModelError(f"{artifact.origin_name}: the adapter's manifest names no base model")
+    return base, path
+
+
+def resolve_served(isvc: InferenceService, resolutions: list[Artifact], resolver: UriResolver) -> ServedModel:
+    """Local paths for the model (first resolution) and the adapters (the rest, in spec order)."""
+    model, *adapters = resolutions
+    path, adapter = _model_paths(model, resolver)
+    served = ServedModel(path, adapter, source="/".join(model.origin) if model.origin else None)
+    for spec, artifact in zip(isvc.spec.adapters or [], adapters, strict=True):
+        if artifact.artifact_type not in (None, "lora-adapter"):
+            raise ModelError(f"spec.adapters {spec.name}: {artifact.origin_name} produced a "
+                             f"{artifact.artifact_type}, not a LoRA adapter")
+        served.adapters[spec.name] = resolver.resolve(artifact.uri)
+    return served
+
+
+def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> list[Artifact] | None:
+    isvc = obj.resource
+    assert isinstance(isvc, InferenceService)
+    found: list[Artifact] = []
+    for source in [isvc.spec.model, *(isvc.spec.adapters or [])]:
+        resolution = resolve_source(source, obj.namespace, ctx.work)
+        if isinstance(resolution, Unresolved):
+            phase = P.FAILED if resolution.final else P.WAITING_FOR_MODEL
+            tracker.set(phase, resolution.reason, resolution.message,
+                        [ACCEPTED, Cond(T.MODEL_RESOLVED, False, resolution.reason, resolution.message)])
+            return None
+        found.append(resolution)
+    return found
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def run_inferenceservice(obj: LocalObject, record: Record, tracker: Tracker, ctx: LocalContext) -> Outcome:
+    """Serve ``obj`` until stopped, keeping its record current. Returns SERVED after a clean stop."""
+    from kubetune.serve.config import serve_config_from_inferenceservice
+
+    isvc = obj.resource
+    assert isinstance(isvc, InferenceService)
+    resolver = ctx.resolver(obj)
+    artifacts = _resolve(obj, ctx, tracker)
+    if artifacts is None:
+        return Outcome.BLOCKED
+    try:
+        served = resolve_served(isvc, artifacts, resolver)
+        if isvc.spec.auth and isvc.spec.auth.api_key_secret_ref and not ctx.api_key:
+            raise ModelError("spec.auth.apiKeySecretRef: there are no Secrets locally; pass the key with --api-key")
+        config = serve_config_from_inferenceservice(isvc, model_path=served.model_path, adapters=served.adapters,
+                                                    model_adapter=served.model_adapter, api_key=ctx.api_key)
+    except (ModelError, UriError, ValueError) as exc:
+        tracker.set(P.FAILED, R.INVALID_SPEC, str(exc), [Cond(T.ACCEPTED, False, R.INVALID_SPEC, str(exc))])
+        return Outcome.BLOCKED
+    config = config.model_copy(update={"host": ctx.host, "port": ctx.port or config.port})
+    if not port_free(config.host, config.port):
+        message = f"port {config.port} on {config.host} is in use; pass --port"
+        tracker.set(P.FAILED, R.FAILED, message, [ACCEPTED, Cond(T.READY, False, R.NOT_READY, message)])
+        return Outcome.BLOCKED
+    shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    url = f"http://{shown}:{config.port}/v1"
+    message = f"loading {served.model_path} ({config.backend} engine)"
+    tracker.set(P.DEPLOYING, R.DEPLOYING, message,
+                [ACCEPTED, Cond(T.MODEL_RESOLVED, True, R.RESOLVED, f"model {served.model_path}"),
+                 Cond(T.DEPLOYMENT_AVAILABLE, False, R.DEPLOYING, message), Cond(T.READY, False, R.DEPLOYING, message)],
+                resolvedModel={"uri": artifacts[0].uri, **({"source": served.source} if served.source else {})},
+                resolvedAdapters=[{"name": n, "uri": a.uri} for n, a in
+                                  zip(served.adapters, artifacts[1:], strict=True)] or None,
+                url=None, replicas=1, readyReplicas=0)
+    runner = _serve_vllm if config.backend == "vllm" else _serve_hf
+    return runner(config, tracker, url)
+
+
+def _ready(tracker: Tracker, url: str, names: list[str]) -> None:
+    message = f"serving {', '.join(names)} at {url} (Ctrl-C stops)"
+    tracker.set(P.READY, R.READY, message,
+                [Cond(T.DEPLOYMENT_AVAILABLE, True, R.MINIMUM_REPLICAS_AVAILABLE, "1/1 replicas ready"),
+                 Cond(T.READY, True, R.READY, message)],
+                url=url, servedModels=names, readyReplicas=1)
+
+
+def _stopped(tracker: Tracker) -> Outcome:
+    message = "stopped; run again to serve"
+    tracker.set(P.PENDING, R.NOT_READY, message,
+                [Cond(T.DEPLOYMENT_AVAILABLE, False, R.MINIMUM_REPLICAS_UNAVAILABLE, message),
+                 Cond(T.READY, False, R.NOT_READY, message)], replicas=0, readyReplicas=0)
+    return Outcome.SERVED
+
+
+def _failed(tracker: Tracker, message: str) -> Outcome:
+    tracker.set(P.FAILED, R.FAILED, message, [Cond(T.READY, False, R.FAILED, message)], readyReplicas=0)
+    return Outcome.FAILED
+
+
+def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    from kubetune.serve.server import build_server
+
+    try:
+        server = build_server(config)
+    except KeyboardInterrupt:
+        return _stopped(tracker)
+    except Exception as exc:
+        return _failed(tracker, f"cannot load the model: {exc}")
+    names = list(server.chat.models)
+    web = uvicorn.Server(uvicorn.Config(server.app, host=config.host, port=config.port, log_level="warning"))
+
+    def announce() -> None:
+        while not web.started and not web.should_exit:
+            time.sleep(0.05)
+        if web.started:
+            _ready(tracker, url, names)
+
+    watcher = threading.Thread(target=announce, daemon=True)
+    watcher.start()
+    try:
+        web.run()  # returns on Ctrl-C / SIGTERM (uvicorn's own handlers)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        web.should_exit = True
+        watcher.join(timeout=1)
+        server.engine.close()
+    return _stopped(tracker)
+
+
+def _serve_vllm(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no-untyped-def]
+    from kubetune.serve.engine.vllm import VllmError, launch_vllm
+
+    try:
+        process = launch_vllm(config)
+    except KeyboardInterrupt:
+        return _stopped(tracker)
+    except VllmError as exc:
+        return _failed(tracker, str(exc))
+    _ready(tracker, url, [config.model_name, *(a.name for a in config.lora_adapters)])
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+    return _stopped(tracker)
