@@ -26,10 +26,12 @@ $(UV):
 	$(CACHE)/uv-$(UV_VERSION)/bin/pip install -q uv==$(UV_VERSION)
 
 # The venv is rebuilt when pyproject.toml changes; wheels come from uv's cache outside the clone.
+# Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE every process (CLI tests, torchrun workers) would
+# otherwise recompile torch and transformers from source, close to a minute each on a small machine.
 $(VENV)/.installed: pyproject.toml | $(UV)
 	@test -x $(BIN)/python || $(UV) venv -q -p $(PYTHON) $(VENV)
 	@start=$$(date +%s); \
-	$(UV) pip install -q -p $(BIN)/python -e ".[$(EXTRAS)]" && \
+	$(UV) pip install -q --compile-bytecode -p $(BIN)/python -e ".[$(EXTRAS)]" && \
 	echo "environment ready in $$(( $$(date +%s) - start ))s ($(VENV), extras $(EXTRAS))"
 	@touch $@
 

@@ -37,7 +37,7 @@ def plan_text(cfg: RuntimeConfig, model: Any, args: Any, steps: int, examples: i
     trainable, total = count_parameters(model)
     device = args.device.type
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    strategy = cfg.distributed.strategy or ("ddp" if args.world_size > 1 else "single process")
+    strategy = (cfg.distributed.strategy or "ddp") if args.world_size > 1 else "single process"
     lines = [
         f"model     {cfg.model.model_name_or_path}",
         f"stage     {cfg.stage}   method {cfg.method.finetuning_type}   precision {precision_of(cfg.training)}",
@@ -52,7 +52,7 @@ def plan_text(cfg: RuntimeConfig, model: Any, args: Any, steps: int, examples: i
 
 def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     """Train ``cfg.stage`` (pt or sft) on a causal LM and write the artifact. Returns what was produced."""
-    from kubetune.data import build_datasets
+    from kubetune.data.bundle import build_datasets
 
     output_dir = Path(cfg.training.output_dir)
     layers = decoder_layer_classes(cfg.model) if cfg.distributed.strategy == "fsdp" else []
