@@ -62,7 +62,7 @@ def plan_text(cfg: RuntimeConfig, trainer: Any, steps: int, examples: int, resum
 
 def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     """Train ``cfg.stage`` (pt or sft) on a causal LM and write the artifact. Returns what was produced."""
-    from kubetune.data.bundle import build_datasets
+    from kubetune.data import build_datasets
 
     output_dir = Path(cfg.training.output_dir)
     layers = decoder_layer_classes(cfg.model) if cfg.distributed.strategy == "fsdp" else []
