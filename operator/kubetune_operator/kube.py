@@ -8,7 +8,9 @@ JSON merge patches of the ``status`` subresource.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from kubetune_operator.kinds import COMPONENT, EVENT, FIELD_MANAGER, Resource, r
 JSON = "application/json"
 APPLY = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
 MERGE = "application/merge-patch+json"
+log = logging.getLogger("kubetune.operator")
 TRANSIENT_STATUS = {401, 408, 409, 429, 500, 502, 503, 504}
 
 
@@ -58,10 +61,8 @@ def _error(exc: Exception, what: str) -> KubeError:
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
         detail = exc.reason or ""
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             detail = json.loads(exc.body or "{}").get("message") or detail
-        except (ValueError, AttributeError):
-            pass
         message = f"{what}: {status} {detail}".strip()
         if status in TRANSIENT_STATUS:
             return Transient(message, status)
@@ -161,5 +162,5 @@ class Kube:
         }
         try:
             self.request("POST", EVENT.path(meta["namespace"]), body=event, what=f"post event {reason}")
-        except KubeError:
-            pass
+        except KubeError as exc:
+            log.warning("%s", exc)

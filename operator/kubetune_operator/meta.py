@@ -10,8 +10,8 @@ import hashlib
 import json
 from typing import Any
 
-from kubetune_operator.kinds import MANAGED_BY, QUEUE_LABEL, owner_label
 from kubetune_operator.kinds import COMPONENT as MANAGER
+from kubetune_operator.kinds import MANAGED_BY, QUEUE_LABEL, owner_label
 
 
 def uid8(parent: dict[str, Any]) -> str:

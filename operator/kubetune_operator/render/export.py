@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from kubetune.api.modelexport import ModelExport, QuantMethod
+from kubetune.api.modelexport import ModelExport
 from kubetune_operator.meta import child_labels, child_metadata
 from kubetune_operator.render import pods
 from kubetune_operator.settings import RenderSettings

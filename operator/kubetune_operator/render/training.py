@@ -73,14 +73,15 @@ def _env(parent: dict[str, Any], job: FineTuneJob, inputs: TrainInputs) -> list[
 def _rendezvous_env(name: str, nodes: int, nproc: int) -> list[dict[str, Any]]:
     """What the PyTorchJob controller would inject, for an indexed Job: node rank = completion index."""
     master = f"{name}-0.{headless_service_name(name)}"
-    return pods.plain_env({
+    env = pods.plain_env({
         "PET_NNODES": str(nodes),
         "PET_NPROC_PER_NODE": str(nproc),
         "PET_MASTER_ADDR": master,
         "PET_MASTER_PORT": str(MASTER_PORT),
         "MASTER_ADDR": master,
         "MASTER_PORT": str(MASTER_PORT),
-    }) + [{"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}}]
+    })
+    return [*env, {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}}]
 
 
 def pod_template(parent: dict[str, Any], job: FineTuneJob, inputs: TrainInputs, settings: RenderSettings,
