@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubetune.api.common import ArtifactType
+from kubetune.api.conditions import Reason
 from kubetune.api.finetunejob import FineTuneJob, Method
 from kubetune.config import ConfigError, dump_config
 from kubetune.config.mapping import runtime_config_from_finetunejob
@@ -21,8 +22,6 @@ from kubetune_operator.resolve import Artifact, Ref, Resolution, first_unresolve
 from kubetune_operator.status.common import Rejection
 from kubetune_operator.status.launchers import observe
 from kubetune_operator.status.training import OWNED, TrainingObservation, derive_finetunejob_status, is_terminal
-
-INVALID_EXTRA_ARGS = "InvalidExtraArgs"
 
 
 def model_sources(job: FineTuneJob) -> list[Any]:
@@ -58,11 +57,17 @@ def runtime_config(job: FineTuneJob, out_uri: str, by_ref: dict[Ref, Artifact]) 
 
 
 def rejection_of(exc: Exception) -> Rejection:
+    """Accepted=False reason and message for what the runtime config (or a URI) rejected."""
     if isinstance(exc, ConfigError):
         paths = [e.path for e in exc.errors]
-        reason = INVALID_EXTRA_ARGS if any(p.startswith("spec.extraArgs") for p in paths) else "InvalidSpec"
+        if any(p.startswith("spec.extraArgs") for p in paths):
+            reason = Reason.INVALID_EXTRA_ARGS
+        elif any(p.rsplit(".", 1)[-1] == "template" for p in paths):
+            reason = Reason.UNKNOWN_TEMPLATE
+        else:
+            reason = Reason.INVALID_SPEC
         return Rejection(reason, "; ".join(f"{e.path}: {e.message}" for e in exc.errors))
-    return Rejection("InvalidSpec", str(exc))
+    return Rejection(Reason.INVALID_SPEC, str(exc))
 
 
 def output_status(job: FineTuneJob, out_uri: str, base: Resolution) -> dict[str, Any]:
