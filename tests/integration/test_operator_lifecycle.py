@@ -58,7 +58,8 @@ def test_deleting_a_finetunejob_collects_children_but_keeps_serving(cluster, ope
     patch_status(cluster, PTJ, "gone", namespace, {"conditions": [
         {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded"}]})
     wait_for(lambda: phase_of(cluster, FTJ, "gone", namespace) == "Succeeded", what="Succeeded")
-    cluster.apply(in_ns(make_inferenceservice("svc", model={"uri": None, "fineTuneJobRef": {"name": "gone"}}), namespace))
+    serving = make_inferenceservice("svc", model={"uri": None, "fineTuneJobRef": {"name": "gone"}})
+    cluster.apply(in_ns(serving, namespace))
     deployment = wait_for(lambda: get_json(cluster, "deployments.apps", "svc", namespace), what="Deployment")
     assert "--adapter" in deployment["spec"]["template"]["spec"]["containers"][0]["command"]
     assert deployment["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
