@@ -61,7 +61,8 @@ def test_deleting_a_finetunejob_collects_children_but_keeps_serving(cluster, ope
     serving = make_inferenceservice("svc", model={"uri": None, "fineTuneJobRef": {"name": "gone"}})
     cluster.apply(in_ns(serving, namespace))
     deployment = wait_for(lambda: get_json(cluster, "deployments.apps", "svc", namespace), what="Deployment")
-    assert "--adapter" in deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    serve = get_json(cluster, "configmap", "svc-serve-config", namespace)["data"]["serve.yaml"]
+    assert "default_adapter" in serve
     assert deployment["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
 
     cluster.kubectl("delete", FTJ, "gone", "-n", namespace, "--wait=true", "--timeout=60s")

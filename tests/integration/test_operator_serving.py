@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.builders import make_inferenceservice
 from tests.support.operator import get_json, patch_status, phase_of, wait_for
@@ -34,8 +35,8 @@ def test_inferenceservice_becomes_ready_rolls_and_scales(cluster, operator, name
     service = get_json(cluster, "service", "bot", namespace)
     assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["port"] == 8000
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][:2] == ["kubetune", "serve"]
-    key_env = next(e for e in container["env"] if e["name"] == "KUBETUNE_API_KEY")
+    assert container["command"] == ["kubetune", "serve", "/etc/kubetune/serve.yaml"]
+    key_env = next(e for e in container["env"] if e["name"] == "API_KEY")
     assert key_env["valueFrom"]["secretKeyRef"] == {"name": "bot-key", "key": "api-key"}
     wait_for(lambda: phase_of(cluster, ISVC, "bot", namespace) == "Deploying", what="Deploying")
 
@@ -57,7 +58,7 @@ def test_inferenceservice_becomes_ready_rolls_and_scales(cluster, operator, name
     cluster.kubectl("patch", ISVC, "bot", "-n", namespace, "--type=merge", "-p",
                     '{"spec":{"engine":{"backend":"hf","maxModelLen":2048}}}')
     wait_for(lambda: template_hash(cluster, namespace) != before, what="rolled template")
-    command = get_json(cluster, DEPLOY, "bot", namespace)["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[command.index("--max-model-len") + 1] == "2048"
+    config = get_json(cluster, "configmap", "bot-serve-config", namespace)["data"]["serve.yaml"]
+    assert yaml.safe_load(config)["max_model_len"] == 2048
     isvc = get_json(cluster, ISVC, "bot", namespace)
     assert isvc["status"]["observedGeneration"] == isvc["metadata"]["generation"]

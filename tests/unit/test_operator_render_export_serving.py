@@ -74,9 +74,10 @@ def isvc(**spec: Any) -> tuple[dict[str, Any], InferenceService]:
     return body, InferenceService.model_validate(body)
 
 
-BASE = ServingInputs(model_uri="pvc://models/merged/", model_name="bot")
-WITH_ADAPTERS = ServingInputs(model_uri="pvc://models/merged/", model_name="bot",
+BASE = ServingInputs(model_uri="pvc://models/merged/", name="bot")
+WITH_ADAPTERS = ServingInputs(model_uri="pvc://models/merged/", name="bot",
                               adapters=(("v2", "pvc://models/a/v2/"), ("v3", "hf://org/v3")))
+ADAPTER_AS_MODEL = ServingInputs(model_uri="hf://org/base", name="bot", default_adapter="pvc://models/sft-1/")
 
 
 @pytest.mark.parametrize(("spec", "inputs", "expected"), [
@@ -89,25 +90,46 @@ WITH_ADAPTERS = ServingInputs(model_uri="pvc://models/merged/", model_name="bot"
       "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.9", "--dtype", "auto", "--max-model-len", "8192",
       "--enable-lora", "--max-loras", "4", "--max-lora-rank", "64", "--lora-modules", "v2=/mnt/pvc/models/a/v2",
       "v3=org/v3", "--enforce-eager"]),
-], ids=["plain", "tp2-adapters-extra"])
+    ({"engine": {"backend": "vllm"}, "resources": {"gpusPerReplica": 1}}, ADAPTER_AS_MODEL,
+     ["vllm", "serve", "org/base", "--served-model-name", "bot-base", "--host", "0.0.0.0", "--port", "8000",
+      "--tensor-parallel-size", "1", "--gpu-memory-utilization", "0.9", "--dtype", "auto", "--enable-lora",
+      "--max-loras", "4", "--max-lora-rank", "64", "--lora-modules", "bot=/mnt/pvc/models/sft-1"]),
+], ids=["plain", "tp2-adapters-extra", "adapter-as-model"])
 def test_vllm_args(spec, inputs, expected):
     _, obj = isvc(**spec)
     assert vllm_args(obj, inputs) == expected
 
 
+@pytest.mark.parametrize(("inputs", "config", "served"), [
+    (WITH_ADAPTERS, {"model_name_or_path": "/mnt/pvc/models/merged", "served_model_name": "bot",
+                     "lora_adapters": [{"name": "v2", "path": "/mnt/pvc/models/a/v2"},
+                                       {"name": "v3", "path": "org/v3"}]},
+     ["bot", "v2", "v3"]),
+    (ADAPTER_AS_MODEL, {"model_name_or_path": "org/base", "default_adapter": "/mnt/pvc/models/sft-1"}, ["bot"]),
+], ids=["adapters", "adapter-as-model"])
+def test_hf_serve_config(inputs, config, served):
+    body, obj = isvc(engine={"backend": "hf", "maxModelLen": 1024})
+    config_map = render_serving(body, obj, inputs, SETTINGS)[0]
+    assert config_map["metadata"]["name"] == "bot-serve-config"
+    rendered = yaml.safe_load(config_map["data"]["serve.yaml"])
+    assert config.items() <= rendered.items()
+    assert (rendered["infer_backend"], rendered["port"], rendered["max_model_len"]) == ("huggingface", 8000, 1024)
+    assert inputs.served_models("hf") == served
+
+
 def test_hf_backend_deployment_and_service():
     body, obj = isvc(auth={"apiKeySecretRef": {"name": "key", "key": "api-key"}}, startupTimeoutSeconds=600)
-    service, deployment = render_serving(body, obj, WITH_ADAPTERS, SETTINGS)
+    config_map, service, deployment = render_serving(body, obj, WITH_ADAPTERS, SETTINGS)
     assert service["spec"]["selector"] == {"kubetune.io/inferenceservice": "bot"}
     assert service["spec"]["ports"][0]["port"] == 8000
     assert url(body, 8000) == "http://bot.team-a.svc.cluster.local:8000/v1"
     pod = deployment["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert c["image"] == "runtime:test"
-    assert c["command"][:4] == ["kubetune", "serve", "--model", "/mnt/pvc/models/merged"]
-    assert c["command"][-4:] == ["--adapter", "v2=/mnt/pvc/models/a/v2", "--adapter", "v3=org/v3"]
+    assert c["command"] == ["kubetune", "serve", "/etc/kubetune/serve.yaml"]
+    assert {v["name"]: v for v in pod["volumes"]}["config"]["configMap"]["name"] == config_map["metadata"]["name"]
     env = {e["name"]: e.get("valueFrom") for e in c["env"]}
-    assert env["KUBETUNE_API_KEY"] == {"secretKeyRef": {"name": "key", "key": "api-key"}}
+    assert env["API_KEY"] == {"secretKeyRef": {"name": "key", "key": "api-key"}}
     assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] == 600
     assert "exec" in c["readinessProbe"] and "/v1/models" in c["readinessProbe"]["exec"]["command"][-1]
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"
@@ -117,8 +139,9 @@ def test_hf_backend_deployment_and_service():
 
 def test_readiness_is_plain_http_without_auth():
     body, obj = isvc(engine={"backend": "vllm"}, resources={"gpusPerReplica": 1})
-    _, deployment = render_serving(body, obj, BASE, SETTINGS)
-    c = deployment["spec"]["template"]["spec"]["containers"][0]
+    children = render_serving(body, obj, BASE, SETTINGS)
+    assert [c["kind"] for c in children] == ["Service", "Deployment"]
+    c = children[1]["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "vllm:test"
     assert c["readinessProbe"]["httpGet"] == {"path": "/v1/models", "port": "http"}
     assert c["resources"]["limits"] == {"nvidia.com/gpu": 1}

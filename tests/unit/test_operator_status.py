@@ -167,7 +167,7 @@ def test_serving_inputs(model, adapters, expected):
     if isinstance(expected, str):
         assert isinstance(got, Rejection) and got.reason == expected
     else:
-        assert (got.model_uri, got.served_models) == expected
+        assert (got.model_uri, got.served_models("vllm")) == expected
 
 
 @pytest.mark.parametrize(("obs", "phase", "reason"), [

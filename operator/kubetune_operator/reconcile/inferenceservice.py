@@ -36,17 +36,16 @@ def served_name(body: dict[str, Any], isvc: InferenceService) -> str:
 def serving_inputs(name: str, model: Artifact, adapters: list[tuple[str, Artifact]]) -> ServingInputs | Rejection:
     """Decide what the server loads, or why it cannot.
 
-    A model that is a LoRA adapter (a FineTuneJob's output) is served as its base under ``<name>-base`` plus the
-    adapter under ``<name>``. Every referenced adapter must be a lora-adapter whose recorded base is the served
-    model (or the model the served one was exported from).
+    A model that is a LoRA adapter (a FineTuneJob's output) is served as its base with the adapter answering to
+    ``<name>``. Every referenced adapter must be a lora-adapter whose recorded base is the served model (or the
+    model the served one was exported from).
     """
     loaded: list[tuple[str, str]] = []
-    model_uri, model_name = model.uri, name
+    model_uri, default_adapter = model.uri, None
     if model.artifact_type == ArtifactType.LORA_ADAPTER:
         if not model.base_model_uri:
             return Rejection(WRONG_ARTIFACT_TYPE, f"{model.origin_text} is an adapter without a recorded base model")
-        model_uri, model_name = model.base_model_uri, f"{name}-base"
-        loaded.append((name, model.uri))
+        model_uri, default_adapter = model.base_model_uri, model.uri
     bases = {u.rstrip("/") for u in (model_uri, model.base_model_uri if model_uri == model.uri else None) if u}
     for adapter_name, art in adapters:
         if art.origin and art.artifact_type != ArtifactType.LORA_ADAPTER:
@@ -56,7 +55,7 @@ def serving_inputs(name: str, model: Artifact, adapters: list[tuple[str, Artifac
             return Rejection(Reason.ADAPTER_BASE_MISMATCH, f"adapter {adapter_name!r} ({art.origin_text or art.uri}) "
                              f"was trained on {art.base_model_uri}, but this service serves {model_uri}")
         loaded.append((adapter_name, art.uri))
-    return ServingInputs(model_uri=model_uri, model_name=model_name, adapters=tuple(loaded))
+    return ServingInputs(model_uri=model_uri, name=name, adapters=tuple(loaded), default_adapter=default_adapter)
 
 
 def reconcile_inferenceservice(ctx: Context, namespace: str, name: str) -> None:
@@ -97,15 +96,16 @@ def _deploy(ctx: Context, body: dict[str, Any], isvc: InferenceService, inputs: 
     if isinstance(inputs, Rejection):
         return ServingObservation(**base, rejection=inputs, deployment=deployment)
     try:
-        for uri in (inputs.model_uri, *(u for _, u in inputs.adapters)):
-            pods.pod_path(uri)
+        for uri in (inputs.model_uri, inputs.default_adapter, *(u for _, u in inputs.adapters)):
+            if uri:
+                pods.pod_path(uri)
         deployment = apply_all(ctx, render_serving(body, isvc, inputs, ctx.settings))["Deployment"]
     except (UriError, Invalid) as exc:
         return ServingObservation(**base, rejection=Rejection("InvalidSpec", str(exc)), deployment=deployment)
     return ServingObservation(
-        **base, url=url(body, isvc.spec.port), served_models=tuple(inputs.served_models),
+        **base, url=url(body, isvc.spec.port), served_models=tuple(inputs.served_models(isvc.spec.engine.backend)),
         resolved_model={"uri": inputs.model_uri, **({"source": _origin(isvc)} if _origin(isvc) else {})},
-        resolved_adapters=tuple({"name": n, "uri": u} for n, u in inputs.adapters),
+        resolved_adapters=tuple({"name": n, "uri": u} for n, u in _served_adapters(inputs)),
         deployment_name=body["metadata"]["name"], deployment=deployment,
     )
 
@@ -113,3 +113,7 @@ def _deploy(ctx: Context, body: dict[str, Any], isvc: InferenceService, inputs: 
 def _origin(isvc: InferenceService) -> str | None:
     ref = ref_of(isvc.spec.model)
     return f"{ref[0]}/{ref[1]}" if ref else None
+
+
+def _served_adapters(inputs: ServingInputs) -> list[tuple[str, str]]:
+    return ([(inputs.name, inputs.default_adapter)] if inputs.default_adapter else []) + list(inputs.adapters)
