@@ -108,4 +108,4 @@ def first_unresolved(resolutions: list[Resolution]) -> Unresolved | None:
     """The input that blocks progress: a failed one first, else the first waiting one."""
     pending = [r for r in resolutions if isinstance(r, Unresolved)]
     failed = [r for r in pending if r.final]
-    return (failed or pending or [None])[0]
+    return (failed or pending)[0] if pending else None

@@ -55,7 +55,7 @@ def access_from_kubeconfig(path: str | Path) -> ApiAccess:
     doc = yaml.safe_load(Path(path).read_text())
     context = next(c["context"] for c in doc["contexts"] if c["name"] == doc["current-context"])
     cluster = next(c["cluster"] for c in doc["clusters"] if c["name"] == context["cluster"])
-    user = next((u["user"] for u in doc.get("users") or [] if u["name"] == context.get("user")), {}) or {}
+    user: dict[str, Any] = next((u["user"] for u in doc.get("users") or [] if u["name"] == context.get("user")), {})
     ca = cluster.get("certificate-authority") or (
         _data_file(cluster["certificate-authority-data"]) if cluster.get("certificate-authority-data") else None)
     ctx = ssl.create_default_context(cafile=ca)

@@ -75,6 +75,14 @@ def write_status(ctx: Context, resource: Resource, body: dict[str, Any], new: di
     return True
 
 
+def finished(ctx: Context, resource: Resource, body: dict[str, Any]) -> None:
+    """A finished run acts on nothing new, but still records that it saw the latest generation."""
+    generation = body["metadata"].get("generation")
+    if (body.get("status") or {}).get("observedGeneration") != generation:
+        meta = body["metadata"]
+        ctx.kube.patch_status(resource, meta["namespace"], meta["name"], {"observedGeneration": generation})
+
+
 def parse_error(kind: str, exc: Exception) -> Rejection:
     """A body the API types reject (the CRD should have caught it; an older CRD version may not have)."""
     return Rejection("InvalidSpec", f"{kind} does not match the kubetune API: {exc}")

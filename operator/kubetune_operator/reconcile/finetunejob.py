@@ -15,7 +15,7 @@ from kubetune.uris import UriError
 from kubetune_operator.kinds import FINETUNEJOB, JOB, PYTORCHJOB
 from kubetune_operator.kube import Invalid, KubeError
 from kubetune_operator.meta import output_dir
-from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, parse_error, write_status
+from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, finished, parse_error, write_status
 from kubetune_operator.render import pods
 from kubetune_operator.render.training import TrainInputs, launcher_kind, render_training
 from kubetune_operator.resolve import Artifact, Ref, Resolution, first_unresolved, ref_of, resolve_source
@@ -84,7 +84,10 @@ def output_status(job: FineTuneJob, out_uri: str, base: Resolution) -> dict[str,
 def reconcile_finetunejob(ctx: Context, namespace: str, name: str) -> None:
     with ctx.locks("FineTuneJob", namespace, name):
         body = ctx.kube.get(FINETUNEJOB, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp") or is_terminal(body.get("status")):
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        if is_terminal(body.get("status")):
+            finished(ctx, FINETUNEJOB, body)
             return
         _reconcile(ctx, body)
 

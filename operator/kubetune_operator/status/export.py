@@ -52,6 +52,7 @@ def _job_conditions(obs: ExportObservation) -> tuple[str, list[Cond], str, str]:
 
 def derive_modelexport_status(prev: dict[str, Any] | None, obs: ExportObservation) -> dict[str, Any]:
     prev = prev or {}
+    phase: str
     status: dict[str, Any] = {"observedGeneration": obs.generation}
     accepted = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
     if obs.rejection is not None:

@@ -51,16 +51,14 @@ def observe_job(body: dict[str, Any]) -> LauncherState:
     """batch/v1 Job: Complete / Failed / Suspended conditions, else Running while pods are active."""
     status = body.get("status") or {}
     true = _true_conditions(body)
-    failures = int(status.get("failed") or 0)
-    times = {"start_time": status.get("startTime"), "completion_time": status.get("completionTime"),
-             "failures": failures}
+    start, end, failures = status.get("startTime"), status.get("completionTime"), int(status.get("failed") or 0)
     for kind, state in (("Failed", FAILED), ("Complete", SUCCEEDED), ("Suspended", SUSPENDED)):
         if kind in true:
             cond = true[kind]
-            return LauncherState(state, cond.get("reason") or state, cond.get("message") or "", **times)
+            return LauncherState(state, cond.get("reason") or state, cond.get("message") or "", start, end, failures)
     if int(status.get("active") or 0) > 0:
-        return LauncherState(RUNNING, RUNNING, f"{status['active']} pod(s) active", **times)
-    return LauncherState(CREATED, CREATED, "Job created, waiting for pods", **times)
+        return LauncherState(RUNNING, RUNNING, f"{status['active']} pod(s) active", start, end, failures)
+    return LauncherState(CREATED, CREATED, "Job created, waiting for pods", start, end, failures)
 
 
 OBSERVERS = {"PyTorchJob": observe_pytorchjob, "Job": observe_job}

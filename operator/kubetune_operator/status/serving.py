@@ -58,6 +58,7 @@ def _deployment_conditions(obs: ServingObservation) -> tuple[str, list[Cond], st
 
 def derive_inferenceservice_status(prev: dict[str, Any] | None, obs: ServingObservation) -> dict[str, Any]:
     prev = prev or {}
+    phase: str
     dep_status = (obs.deployment or {}).get("status") or {}
     status: dict[str, Any] = {
         "observedGeneration": obs.generation,

@@ -80,6 +80,7 @@ def _launcher_conditions(obs: TrainingObservation, prev: dict[str, Any]) -> tupl
 def derive_finetunejob_status(prev: dict[str, Any] | None, obs: TrainingObservation) -> dict[str, Any]:
     """The operator-owned part of the next status (progress and latestCheckpoint belong to the runtime)."""
     prev = prev or {}
+    phase: str
     status: dict[str, Any] = {"observedGeneration": obs.generation, "restarts": _restarts(prev, obs.launcher)}
     if obs.rejection is not None:
         rej = obs.rejection
