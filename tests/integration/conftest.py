@@ -32,9 +32,15 @@ class OperatorHandle:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster) -> Iterator[OperatorHandle]:
+def operator_installed(cluster: Cluster) -> Cluster:
     install_manifests(cluster)
-    handle = OperatorHandle(cluster)
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def operator(operator_installed: Cluster) -> Iterator[OperatorHandle]:
+    """One operator per test module, so modules that do not ask for it never see it reconcile their objects."""
+    handle = OperatorHandle(operator_installed)
     handle.start()
     try:
         yield handle
