@@ -3,6 +3,7 @@ the pod's environment as the operator rendered it, a real ServiceAccount token, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -97,11 +98,24 @@ def test_runtime_process_trains_and_reports_progress(cluster, operator, namespac
         text=True, env={**os.environ, **env, "OMP_NUM_THREADS": "2",
                         "KUBETUNE_KUBECONFIG": str(runtime_kubeconfig(cluster, namespace))})
     seen_while_running = None
-    deadline = time.monotonic() + 600
+    written: dict[int, float] = {}  # step -> when progress.json first showed it
+    shown: dict[int, float] = {}  # step -> when status.progress first showed it
+    progress_file = Path(env["KUBETUNE_OUTPUT_DIR"]) / "progress.json"
+    began = time.monotonic()
+    deadline = began + 600
     while process.poll() is None and time.monotonic() < deadline:
-        seen_while_running = seen_while_running or progress_of(cluster, namespace, "tiny")
-        time.sleep(0.2)
+        if progress_file.is_file():
+            with contextlib.suppress(ValueError):
+                written.setdefault(json.loads(progress_file.read_text())["step"], time.monotonic())
+        current = progress_of(cluster, namespace, "tiny")
+        if current:
+            seen_while_running = seen_while_running or current
+            shown.setdefault(current["step"], time.monotonic())
+        time.sleep(0.05)
     output = process.communicate(timeout=60)[0]
+    lags = [f"step {step}: {(shown[step] - written[step]) * 1000:.0f} ms" for step in sorted(written) if step in shown]
+    print(f"\ntraining process ran {time.monotonic() - began:.1f}s; progress.json -> status.progress: "
+          f"{', '.join(lags)}")
     assert process.returncode == 0, output[-4000:]
     assert seen_while_running is not None, "no progress in status while the runtime trained"
     final = wait_for(lambda: (p := progress_of(cluster, namespace, "tiny")) and p.get("step") == 4 and p,
