@@ -3,12 +3,15 @@ garbage-collects its children (kube-controller-manager) but never a serving endp
 
 from __future__ import annotations
 
+import json
+import socket
+import urllib.request
 from typing import Any
 
 import pytest
 
 from tests.builders import make_finetunejob, make_inferenceservice
-from tests.support.operator import get_json, list_json, patch_status, phase_of, wait_for
+from tests.support.operator import get_json, list_json, patch_status, phase_of, start_operator, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -71,3 +74,24 @@ def test_deleting_a_finetunejob_collects_children_but_keeps_serving(cluster, ope
     assert get_json(cluster, ISVC, "svc", namespace) is not None
     assert get_json(cluster, "deployments.apps", "svc", namespace)["metadata"]["uid"] == deployment["metadata"]["uid"]
     assert get_json(cluster, "services", "svc", namespace) is not None
+
+
+def test_liveness_endpoint_reports_the_operator_alive(operator_installed):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/healthz"
+    running = start_operator(operator_installed, liveness=url)
+    try:
+        body = wait_for(lambda: _get(url), what="liveness endpoint")
+        assert "reconciles" in json.loads(body)
+    finally:
+        running.stop()
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode() if response.status == 200 else None
+    except OSError:
+        return None

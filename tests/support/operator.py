@@ -37,6 +37,7 @@ class RunningOperator:
     cluster: Cluster
     kubeconfig: Path
     resync_seconds: float = 20.0
+    liveness: str | None = None
     stop_flag: threading.Event = field(default_factory=threading.Event)
     ready_flag: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -44,6 +45,7 @@ class RunningOperator:
 
     def start(self, timeout_s: float = 60.0) -> RunningOperator:
         cfg = OperatorConfig(kubeconfig=str(self.kubeconfig), resync_seconds=self.resync_seconds,
+                             liveness=self.liveness,
                              render=RenderSettings(runtime_image="kubetune-runtime:test", vllm_image="vllm:test"))
 
         def main() -> None:
