@@ -21,6 +21,8 @@ APISERVER_WORDING = {
     "unknown-stage": 'supported values: "pt", "sft", "rm", "ppo", "dpo", "kto"',
     "quant-bits": 'supported values: "4", "8"',
     "missing-output": "Required value",
+    "misspelt-field": "strict decoding error: unknown field",  # the did-you-mean hint is kubetune's own
+    "misspelt-nested-list-field": "strict decoding error: unknown field",
 }
 
 

@@ -94,11 +94,14 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(key_pem(key))
+    path.chmod(0o600)
+
+
 def _write(directory: Path, stem: str, issued: Issued) -> None:
     (directory / f"{stem}.crt").write_bytes(cert_pem(issued.cert))
-    path = directory / f"{stem}.key"
-    path.write_bytes(key_pem(issued.key))
-    path.chmod(0o600)
+    _write_key(directory / f"{stem}.key", issued.key)
 
 
 def write_pki(directory: Path) -> Path:
@@ -112,7 +115,7 @@ def write_pki(directory: Path) -> Path:
     _write(directory, "admin", issue(client_ca, "admin", orgs=("system:masters",)))
     _write(directory, "controller-manager", issue(client_ca, "system:kube-controller-manager"))
     sa_key = ec.generate_private_key(ec.SECP256R1())
-    (directory / "sa.key").write_bytes(key_pem(sa_key))
+    _write_key(directory / "sa.key", sa_key)
     (directory / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
