@@ -63,9 +63,9 @@ def test_rowwise_top_k_top_p_and_temperature():
 def test_sample_rows_greedy_and_seeded():
     scores = torch.tensor([[0.0, 5.0, 0.0], [0.0, 0.0, 0.0]])
     gens = [None, torch.Generator().manual_seed(3)]
-    a = sample_rows(scores, torch.tensor([True, False]), gens)
+    a = sample_rows(scores, [True, False], gens)
     gens = [None, torch.Generator().manual_seed(3)]
-    b = sample_rows(scores, torch.tensor([True, False]), gens)
+    b = sample_rows(scores, [True, False], gens)
     assert a[0] == 1 and a.tolist() == b.tolist()
 
 
