@@ -108,7 +108,7 @@ def _validate_cr(data: dict[str, Any]) -> list[FieldError]:
     try:
         KINDS[kind].model_validate(data, by_name=False)
     except ValidationError as exc:
-        errors.extend(field_errors(exc))
+        errors.extend(field_errors(exc, KINDS[kind]))
     return errors
 
 

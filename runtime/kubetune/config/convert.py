@@ -1,0 +1,46 @@
+"""`kubetune convert LF.yaml [key=value ...]`: print the FineTuneJob that trains like a LLaMA-Factory YAML.
+
+Local paths become file:// URIs (absolute, relative to the current directory as LLaMA-Factory reads them),
+hub ids become hf:// URIs; keys the FineTuneJob spec has no field for are carried in ``extraArgs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from kubetune.config.loader import ConfigError, load_config
+from kubetune.config.mapping import finetunejob_from_runtime_config
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    del command
+    parser.add_argument("config", help="LLaMA-Factory-style YAML (flat keys)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys")
+    parser.add_argument("--name", help="metadata.name (default: derived from the file name)")
+    parser.add_argument("--namespace", help="metadata.namespace")
+    parser.add_argument("--output-uri", help="spec.output.uri (default: output_dir as a file:// URI)")
+
+
+def default_name(path: str) -> str:
+    """A valid Kubernetes name from a file name: llama3_lora_sft.yaml -> llama3-lora-sft."""
+    name = re.sub(r"[^a-z0-9-]+", "-", Path(path).stem.lower()).strip("-")
+    return name[:63].strip("-") or "finetune"
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    del command
+    try:
+        cfg = load_config(args.config, args.overrides)
+        job = finetunejob_from_runtime_config(cfg, args.name or default_name(args.config),
+                                              namespace=args.namespace, output_uri=args.output_uri)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"# Converted from {args.config} by kubetune convert.")
+    sys.stdout.write(yaml.safe_dump(job.wire(), sort_keys=False))
+    return 0

@@ -1,0 +1,72 @@
+"""The runtime config: one typed object per concern, loaded once at the edge and passed down.
+
+Layout: ``stage`` sits at the top level (it selects the stage module); every other key belongs to exactly one
+group. The flat LLaMA-Factory-style YAML is split into these groups by ``kubetune.config.keys.KEY_GROUP``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from kubetune.config.base import ConfigGroup
+from kubetune.config.data_args import DataConfig
+from kubetune.config.method_args import MethodConfig, PreferenceConfig
+from kubetune.config.model_args import GenerationConfig, ModelConfig
+from kubetune.config.training_args import DistributedConfig, TrainingConfig
+
+Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto"]
+STAGES: tuple[str, ...] = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+
+
+class RunConfig(ConfigGroup):
+    """kubetune-only keys: resume policy, who asked for the run (written into the artifact manifest), progress."""
+
+    resume: Literal["auto", "never"] = Field(
+        "auto", description="auto restarts from the last complete checkpoint in output_dir; never starts over."
+    )
+    created_by_kind: str | None = Field(None, description="Kind of the object that asked for this run.")
+    created_by_name: str | None = Field(None, description="Its name.")
+    created_by_namespace: str | None = Field(None, description="Its namespace.")
+    created_by_uid: str | None = Field(None, description="Its uid.")
+    base_model_uri: str | None = Field(None, description="URI of the base model as the user gave it.")
+    base_model_revision: str | None = Field(None, description="Revision of the base model.")
+    progress_file: str | None = Field(None, description="Rank 0 rewrites this JSON file with progress (step, loss).")
+    progress_interval_s: float = Field(10.0, gt=0.0, description="Minimum seconds between progress reports.")
+
+
+class RuntimeConfig(BaseModel):
+    """Everything one training run needs. Construct it with :func:`kubetune.config.load_config` or
+    :func:`kubetune.config.mapping.runtime_config_from_finetunejob`; never pass raw dicts further down."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Stage = Field("sft", description="pt, sft, rm, ppo, dpo or kto.")
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    training: TrainingConfig
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _stage_rules(self) -> RuntimeConfig:
+        data, stage = self.data, self.stage
+        if data.packing is None:
+            data.packing = stage == "pt" or data.neat_packing
+        sft_only = [k for k in ("train_on_prompt", "mask_history") if getattr(data, k)]
+        if sft_only and stage != "sft":
+            raise ValueError(f"{', '.join(sft_only)} only apply to stage sft")
+        if (data.packing or data.neat_packing) and stage not in ("pt", "sft"):
+            raise ValueError(f"packing only applies to stages pt and sft, not {stage}")
+        if stage == "ppo" and not self.preference.reward_model:
+            raise ValueError("stage ppo needs reward_model")
+        if self.preference.reward_model_type == "lora" and stage == "ppo" and \
+                self.method.finetuning_type not in ("lora", "qlora"):
+            raise ValueError("reward_model_type lora needs a lora or qlora policy; use full or api")
+        if not data.dataset and not data.tokenized_path:
+            raise ValueError("dataset is required (or tokenized_path pointing at a tokenized dataset)")
+        return self

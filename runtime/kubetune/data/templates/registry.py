@@ -1,0 +1,91 @@
+"""The template table: one row per chat family, each with its Jinja equivalent in ``jinja/<name>.jinja``.
+
+Rows are data; the single rendering algorithm lives in ``template.py``. Aliases map other common names onto a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+
+from kubetune.data.templates.template import Template
+
+JINJA_DIR = Path(__file__).parent / "jinja"
+
+CHATML = dict(
+    system="<|im_start|>system\n{content}<|im_end|>\n",
+    user="<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
+    assistant="{content}<|im_end|>\n",
+    stop_words=("<|im_end|>",),
+)
+QWEN_TOOLS = dict(
+    observation="<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n<|im_start|>assistant\n",
+    tool_format="qwen",
+)
+GLM = dict(
+    prefix="[gMASK]<sop>",
+    efficient_eos=True,
+    stop_words=("<|user|>", "<|observation|>"),
+)
+
+TABLE: tuple[Template, ...] = (
+    Template("default", system="System: {content}\n", user="Human: {content}\nAssistant:",
+             assistant=" {content}{eos}\n"),
+    Template("empty", system="{content}", user="{content}", assistant="{content}"),
+    Template("llama3", prefix="<|begin_of_text|>",
+             system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
+             user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
+                  "<|start_header_id|>assistant<|end_header_id|>\n\n",
+             assistant="{content}<|eot_id|>",
+             observation="<|start_header_id|>ipython<|end_header_id|>\n\n{content}<|eot_id|>"
+                         "<|start_header_id|>assistant<|end_header_id|>\n\n",
+             stop_words=("<|eot_id|>", "<|eom_id|>"), tool_format="llama3"),
+    Template("llama2", first_user="<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{content} [/INST]",
+             user="<s>[INST] {content} [/INST]", assistant=" {content} </s>", stop_words=("</s>",)),
+    Template("mistral", prefix="<s>", first_user="[INST] {system}\n\n{content}[/INST]",
+             user="[INST] {content}[/INST]", assistant=" {content}</s>",
+             observation="[TOOL_RESULTS] {content}[/TOOL_RESULTS]", stop_words=("</s>",), tool_format="mistral"),
+    Template("qwen", **CHATML, **QWEN_TOOLS,
+             default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
+    Template("qwen3", **CHATML, **QWEN_TOOLS, thinking=True),
+    Template("qwen3_nothink", **CHATML, **QWEN_TOOLS),
+    Template("chatml", **CHATML),
+    Template("gemma", prefix="<bos>",
+             first_user="<start_of_turn>user\n{system}\n\n{content}<end_of_turn>\n<start_of_turn>model\n",
+             user="<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n",
+             assistant="{content}<end_of_turn>\n", stop_words=("<end_of_turn>",)),
+    Template("phi", system="<|system|>\n{content}<|end|>\n", user="<|user|>\n{content}<|end|>\n<|assistant|>\n",
+             assistant="{content}<|end|>\n", stop_words=("<|end|>",)),
+    Template("glm4", **GLM, system="<|system|>\n{content}", user="<|user|>\n{content}<|assistant|>",
+             assistant="\n{content}", observation="<|observation|>\n{content}<|assistant|>", tool_format="glm4"),
+    Template("chatglm3", **GLM, system="<|system|>\n {content}", user="<|user|>\n {content}<|assistant|>",
+             assistant="\n {content}"),
+    Template("deepseek3", prefix="<｜begin▁of▁sentence｜>", system="{content}",
+             user="<｜User｜>{content}<｜Assistant｜>", assistant="{content}<｜end▁of▁sentence｜>",
+             stop_words=("<｜end▁of▁sentence｜>",)),
+    Template("deepseek", prefix="<｜begin▁of▁sentence｜>", system="{content}\n\n",
+             user="User: {content}\n\nAssistant:", assistant=" {content}<｜end▁of▁sentence｜>",
+             stop_words=("<｜end▁of▁sentence｜>",)),
+)
+ALIASES = {"qwen2": "qwen", "qwen2_5": "qwen", "phi3": "phi", "phi4_mini": "phi", "llama3_1": "llama3",
+           "deepseekv3": "deepseek3", "yi": "chatml"}
+
+
+@cache
+def _templates() -> dict[str, Template]:
+    return {t.name: replace(t, jinja=(JINJA_DIR / f"{t.name}.jinja").read_text(encoding="utf-8")) for t in TABLE}
+
+
+def template_names() -> list[str]:
+    """Every registered name (aliases included)."""
+    return sorted([*_templates(), *ALIASES])
+
+
+def get_template(name: str) -> Template:
+    """The registered template called ``name`` (or an alias). Raises KeyError naming the known templates."""
+    table = _templates()
+    key = ALIASES.get(name, name)
+    if key not in table:
+        raise KeyError(f"unknown template {name!r}; known templates: {', '.join(template_names())}")
+    return table[key]
