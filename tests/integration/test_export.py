@@ -77,9 +77,11 @@ def test_two_adapters_merge_to_their_sum(tiny_llama, adapter, adapter2, tmp_path
     out = tmp_path / "merged2"
     cfg = _write(tmp_path / "export.yaml", {
         "model_name_or_path": str(tiny_llama), "adapter_name_or_path": f"{adapter},{adapter2}",
-        "export_dir": str(out), "infer_dtype": "float32",
+        "export_dir": str(out), "infer_dtype": "float32", "template": "qwen",
     })
     assert main(["export", str(cfg)]) == 0
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert 13 in generation["eos_token_id"]  # the qwen template's <|im_end|> now ends generation too
     both = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), adapter, adapter_name="a")
     both.load_adapter(str(adapter2), adapter_name="b")
     both.base_model.set_adapter(["a", "b"])  # both deltas active at once: W + ΔW_a + ΔW_b

@@ -86,11 +86,19 @@ def test_tool_stream_holds_partial_marker_and_emits_whole_calls():
                '{"k": "v"}}</tool_call>', [("a", {}), ("b", {"k": "v"})]),
     ("mistral", '[TOOL_CALLS][{"name": "a", "arguments": {"n": 2}}]', [("a", {"n": 2})]),
     ("llama3", '<|python_tag|>{"name": "a", "parameters": {"n": 2}}', [("a", {"n": 2})]),
+    ("llama3", '{"name": "a", "parameters": {"n": 2}}\n{"name": "b", "parameters": {}}', [("a", {"n": 2}), ("b", {})]),
+    ("glm4", 'get_weather\n{"city": "Paris"}', [("get_weather", {"city": "Paris"})]),
 ])
 def test_parse_tool_calls_per_family(fmt, text, calls):
     content, parsed = parse_tool_calls(text, TOOL_FORMATS[fmt])
     assert content is None
     assert [(name, json.loads(args)) for _, name, args in parsed] == calls
+
+
+def test_formats_without_marker_read_the_whole_output():
+    stream = ToolCallStream(TOOL_FORMATS["llama3"])
+    assert stream.feed("Plain ") == [] and stream.feed("answer.") == []
+    assert stream.finish() == [("content", "Plain answer.")]
 
 
 def test_unparseable_call_stays_content():
