@@ -50,7 +50,7 @@ def test_unknown_key_names_file_and_line(tmp_path):
     cfg.write_text("model_name_or_path: /m\ntemprature: 0.5\n")
     with pytest.raises(ConfigError) as err:
         load_serve_config(_args(cfg), env={})
-    assert f"{cfg}:2: temprature:" in str(err.value)
+    assert f"{cfg}:2: temprature:" in str(err.value) and "did you mean temperature?" in str(err.value)
 
 
 def test_inferenceservice_uri_sources_resolve(tmp_path):
