@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from kubetune.artifacts import ArtifactError
 from kubetune.serve.config import LoraAdapter, ServeConfig
 from kubetune.serve.engine import GenerationRequest, SamplingParams
 from kubetune.serve.engine.hf_load import load_hf_engine
@@ -79,3 +80,11 @@ def test_a_cancelled_request_does_not_block_others(engine):
         return await asyncio.wait_for(_run(engine, _request([83, 356, 122], 4)), timeout=60)
 
     assert asyncio.run(scenario())
+
+
+def test_adapter_for_another_base_is_refused_at_start(tiny_model_factory, tiny_llama, tmp_path):
+    other = tiny_model_factory("llama", hidden_size=32, intermediate_size=64)
+    adapter = train_lora(other, tmp_path / "other", ["text"], steps=1)
+    with pytest.raises(ArtifactError, match=f"trained on {other} and does not fit"):
+        load_hf_engine(ServeConfig(model_name_or_path=str(tiny_llama),
+                                   lora_adapters=[LoraAdapter(name="x", path=str(adapter))]))

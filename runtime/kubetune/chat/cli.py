@@ -76,9 +76,14 @@ def run(args: argparse.Namespace, command: str) -> int:
         return 2
     if config.backend == "vllm":
         print("kubetune chat: generating with the hf engine (vLLM is used by `kubetune serve`)", file=sys.stderr)
+    from kubetune.artifacts import ArtifactError
     from kubetune.serve.server import build_server
 
-    server = build_server(config.model_copy(update={"infer_backend": "hf"}))
+    try:
+        server = build_server(config.model_copy(update={"infer_backend": "hf"}))
+    except (ArtifactError, OSError, ValueError) as exc:
+        print(f"kubetune chat: cannot load the model: {exc}", file=sys.stderr)
+        return 1
     try:
         chat_loop(server.chat, args.model or config.model_name, sys.stdin, sys.stdout)
     finally:

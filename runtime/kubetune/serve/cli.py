@@ -80,9 +80,14 @@ def _run_vllm(config: ServeConfig) -> int:
 def _run_hf(config: ServeConfig) -> int:
     import uvicorn
 
+    from kubetune.artifacts import ArtifactError
     from kubetune.serve.server import build_server
 
-    server = build_server(config)
+    try:
+        server = build_server(config)
+    except (ArtifactError, OSError, ValueError) as exc:
+        print(f"kubetune serve: cannot load the model: {exc}", file=sys.stderr)
+        return 1
     names = ", ".join(server.chat.models)
     print(f"serving {names} on http://{config.host}:{config.port}/v1 (hf engine)", flush=True)
     try:
