@@ -42,6 +42,7 @@ lint: venv
 
 crds: venv
 	$(BIN)/kubetune crds --output-dir crds
+	$(BIN)/kubetune crds --output-dir manifests/crds
 
 controlplane:
 	bash hack/build-controlplane.sh

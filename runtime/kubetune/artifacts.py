@@ -7,10 +7,12 @@ atomically (temp file + rename) after all other files, so its presence means the
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -81,13 +83,18 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def write_manifest(directory: str | Path, manifest: ArtifactManifest) -> ArtifactManifest:
-    """Hash every file under ``directory`` and write the manifest last. Returns the manifest written."""
+def write_manifest(directory: str | Path, manifest: ArtifactManifest, exclude: Sequence[str] = ()) -> ArtifactManifest:
+    """Hash every file under ``directory`` and write the manifest last. Returns the manifest written.
+
+    ``exclude`` holds glob patterns for top-level entries that are not part of the artifact (for example the
+    ``checkpoint-*`` folders a training run keeps for resuming).
+    """
     root = Path(directory)
     files = {
         str(p.relative_to(root)): sha256_file(p)
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")
+        and not any(fnmatch.fnmatch(p.relative_to(root).parts[0], pattern) for pattern in exclude)
     }
     done = manifest.model_copy(update={"files": files, "created_at": datetime.now(UTC).isoformat(timespec="seconds")})
     atomic_write_text(root / MANIFEST_NAME, done.model_dump_json(indent=2) + "\n")

@@ -31,6 +31,7 @@ class Subject:
 
 SUBJECTS = {
     "runtime": Subject("rbac-runtime.yaml", "kubetune-runtime", namespaced=True),
+    "operator": Subject("rbac-operator.yaml", "kubetune-operator", namespaced=False),
 }
 
 # (subject, verb, resource, subresource, where: "own" namespace or "other", allowed)
@@ -45,6 +46,34 @@ ACCESS = [
     ("runtime", "get", "secrets", "", "own", False),
     ("runtime", "list", "secrets", "", "own", False),
     ("runtime", "create", "pods", "", "own", False),
+    # The operator: cluster-wide on what it reconciles, nothing else; never Secrets, never deletes.
+    *[("operator", verb, f"{kind}.kubetune.io", "", where, True)
+      for kind in ("finetunejobs", "modelexports", "inferenceservices")
+      for verb in ("get", "list", "watch", "patch") for where in ("own", "other")],
+    *[("operator", verb, f"{kind}.kubetune.io", "status", "other", True)
+      for kind in ("finetunejobs", "modelexports", "inferenceservices") for verb in ("get", "patch")],
+    *[("operator", verb, resource, "", "other", True)
+      for resource in ("pytorchjobs.kubeflow.org", "jobs.batch", "deployments.apps")
+      for verb in ("get", "list", "watch", "create", "patch")],
+    *[("operator", verb, resource, "", "other", True)
+      for resource in ("configmaps", "services") for verb in ("get", "create", "patch")],
+    ("operator", "create", "events", "", "other", True),
+    ("operator", "get", "secrets", "", "own", False),
+    ("operator", "list", "secrets", "", "other", False),
+    ("operator", "watch", "secrets", "", "other", False),
+    ("operator", "delete", "namespaces", "", "own", False),
+    ("operator", "create", "pods", "", "other", False),
+    ("operator", "create", "finetunejobs.kubetune.io", "", "other", False),
+    ("operator", "update", "finetunejobs.kubetune.io", "", "other", False),
+    ("operator", "delete", "finetunejobs.kubetune.io", "", "other", False),
+    ("operator", "delete", "pytorchjobs.kubeflow.org", "", "other", False),
+    ("operator", "delete", "deployments.apps", "", "other", False),
+    ("operator", "delete", "configmaps", "", "other", False),
+    ("operator", "list", "configmaps", "", "other", False),
+    ("operator", "create", "roles.rbac.authorization.k8s.io", "", "other", False),
+    ("operator", "create", "rolebindings.rbac.authorization.k8s.io", "", "other", False),
+    ("operator", "update", "customresourcedefinitions.apiextensions.k8s.io", "", "own", False),
+    ("operator", "create", "serviceaccounts", "token", "other", False),
 ]
 
 
@@ -64,9 +93,14 @@ def installed(cluster):
     for key, subject in SUBJECTS.items():
         ns = cluster.create_namespace(f"rbac-{key}")
         cluster.create_namespace(f"rbac-{key}-other")
-        cluster.apply(rbac_documents(subject), "-n", ns)
-        sa_ns = ns if subject.namespaced else next(d["metadata"]["namespace"] for d in rbac_documents(subject)
+        docs = rbac_documents(subject)
+        sa_ns = ns if subject.namespaced else next(d["metadata"]["namespace"] for d in docs
                                                    if d["kind"] == "ServiceAccount")
+        if subject.namespaced:
+            cluster.apply(docs, "-n", ns)
+        else:  # cluster-wide identity: its ServiceAccount lives in its own namespace
+            cluster.create_namespace(sa_ns)
+            cluster.apply(docs)
         where[key] = sa_ns
     yield where
     for key in SUBJECTS:

@@ -1,0 +1,102 @@
+"""`kubetune train FILE.yaml [key=value ...]`: train from a runtime config (LLaMA-Factory-style keys).
+
+The config is loaded once here and passed down typed. When the launcher environment (or ``--nproc-per-node``)
+asks for more than one process, the command replaces itself with torchrun running the same command line in every
+process. Exit codes: 0 trained, 2 config errors (``file:line: key: message``), 1 training failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kubetune.config import RuntimeConfig
+    from kubetune.train.progress import ProgressSink
+
+# Packages register progress sinks here: an entry point is a factory ``f(cfg) -> ProgressSink | None``.
+SINK_ENTRY_POINTS = "kubetune.progress_sinks"
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    del command
+    parser.add_argument("config", help="runtime config YAML (LLaMA-Factory keys are accepted)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. lora_rank=16")
+    parser.add_argument("--nproc-per-node", type=int, default=None,
+                        help="processes on this machine (default: NPROC_PER_NODE, else one per GPU, else 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs and progress.json stay)")
+
+
+def progress_sinks(cfg: RuntimeConfig) -> list[ProgressSink]:
+    """Sinks from installed entry points, plus a JSON file sink when ``progress_file`` is set."""
+    from kubetune.train.progress import JsonFileSink
+
+    sinks: list[ProgressSink] = []
+    for entry in entry_points(group=SINK_ENTRY_POINTS):
+        sink = entry.load()(cfg)
+        if sink is not None:
+            sinks.append(sink)
+    if cfg.run.progress_file:
+        sinks.append(JsonFileSink(cfg.run.progress_file))
+    return sinks
+
+
+def _relaunch(args: argparse.Namespace) -> list[str] | None:
+    import torch
+
+    from kubetune.train.distributed import torchrun_argv
+
+    devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return torchrun_argv(os.environ, args.nproc_per_node, devices, sys.executable,
+                         ["train", args.config, *args.overrides, *(["--no-progress"] if args.no_progress else [])])
+
+
+def _config_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean "this config cannot run here": reported without a traceback, exit code 2."""
+    from kubetune.model.adapters import MethodError
+    from kubetune.model.loader import ModelLoadError
+    from kubetune.train.distributed import LaunchError
+    from kubetune.train.outputs import OutputError
+    from kubetune.train.stages import StageNotAvailable
+
+    return LaunchError, MethodError, ModelLoadError, OutputError, StageNotAvailable
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    del command
+    from kubetune.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 2
+    from kubetune.train.context import TrainContext
+    from kubetune.train.stages import run_stage
+
+    main = int(os.environ.get("RANK", "0")) == 0  # torchrun's global rank; 0 when running alone
+    try:
+        argv = _relaunch(args)
+        if argv is not None:
+            print("launching: " + " ".join(argv[1:]), flush=True)
+            os.execv(argv[0], argv)
+        ctx = TrainContext(sinks=progress_sinks(cfg) if main else [], console=not args.no_progress,
+                           say=print if main else (lambda _msg: None))
+        result = run_stage(cfg, ctx)
+    except _config_errors() as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"kubetune train: training failed: {exc}", file=sys.stderr)
+        return 1
+    if main:
+        loss = f", final train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
+        print(f"done: {result.global_step} steps{loss}\n"
+              f"{result.artifact_type} written to {result.output_dir} (manifest kubetune-artifact.json)", flush=True)
+    return 0

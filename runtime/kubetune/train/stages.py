@@ -1,0 +1,38 @@
+"""The stage table: ``cfg.stage`` selects the module that trains. Every entry has the same signature,
+``run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult``; preference stages add their rows here."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from kubetune.train.context import TrainContext, TrainResult
+
+if TYPE_CHECKING:
+    from kubetune.config import RuntimeConfig
+
+StageRunner = Callable[["RuntimeConfig", TrainContext], TrainResult]
+
+# stage -> module providing run(); imported only when that stage runs (a stage may pull in TRL).
+STAGES: dict[str, str] = {
+    "pt": "kubetune.train.pt",
+    "sft": "kubetune.train.sft",
+}
+
+
+class StageNotAvailable(ValueError):
+    """The config asks for a stage this build cannot run."""
+
+
+def stage_runner(stage: str) -> StageRunner:
+    """The ``run`` function of ``stage``. Raises StageNotAvailable for stages not in :data:`STAGES`."""
+    if stage not in STAGES:
+        raise StageNotAvailable(f"stage: {stage} is not available in this build; available: {', '.join(STAGES)}")
+    runner: StageRunner = importlib.import_module(STAGES[stage]).run
+    return runner
+
+
+def run_stage(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
+    """Train ``cfg.stage``."""
+    return stage_runner(cfg.stage)(cfg, ctx)

@@ -1,0 +1,93 @@
+"""The causal-LM training flow shared by the pt and sft stages.
+
+arguments (and distributed setup) → output dir (clean, pick the checkpoint to resume) → tokenizer → datasets
+(tokenized once, on the main process first) → model → method → Trainer → train → save adapter/model, records,
+manifest last.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transformers import set_seed
+
+from kubetune.model.adapters import apply_method, count_parameters
+from kubetune.model.loader import decoder_layer_classes, load_model, load_tokenizer
+from kubetune.train.arguments import precision_of, training_arguments
+from kubetune.train.context import TrainContext, TrainResult
+from kubetune.train.outputs import artifact_type, clean_output_dir, resume_checkpoint, save_final
+from kubetune.train.trainer import KubetuneTrainer, install_callbacks, kubetune_callbacks
+
+if TYPE_CHECKING:
+    from kubetune.config import RuntimeConfig
+
+
+def estimated_steps(args: Any, batches_per_epoch: int) -> int:
+    """Optimizer steps the run will take: ``max_steps`` when set, else epochs x updates per epoch."""
+    if args.max_steps > 0:
+        return int(args.max_steps)
+    updates = max(math.ceil(batches_per_epoch / args.gradient_accumulation_steps), 1)
+    return math.ceil(args.num_train_epochs * updates)
+
+
+def plan_text(cfg: RuntimeConfig, model: Any, args: Any, steps: int, examples: int, resume: Path | None) -> str:
+    """The short plan printed before training starts."""
+    trainable, total = count_parameters(model)
+    device = args.device.type
+    global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    strategy = cfg.distributed.strategy or ("ddp" if args.world_size > 1 else "single process")
+    lines = [
+        f"model     {cfg.model.model_name_or_path}",
+        f"stage     {cfg.stage}   method {cfg.method.finetuning_type}   precision {precision_of(cfg.training)}",
+        f"params    {trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.2f}%)",
+        f"data      {examples:,} training sequences, global batch {global_batch}",
+        f"steps     {steps:,} optimizer steps" + (f", resuming from {resume.name}" if resume else ""),
+        f"devices   {args.world_size} x {device} ({strategy})",
+        f"output    {args.output_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
+    """Train ``cfg.stage`` (pt or sft) on a causal LM and write the artifact. Returns what was produced."""
+    from kubetune.data import build_datasets
+
+    output_dir = Path(cfg.training.output_dir)
+    layers = decoder_layer_classes(cfg.model) if cfg.distributed.strategy == "fsdp" else []
+    args = training_arguments(cfg, output_dir, layers)
+    if args.should_save:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        clean_output_dir(cfg, output_dir)
+    with args.main_process_first(desc="output directory"):
+        resume = resume_checkpoint(cfg, output_dir)
+    set_seed(args.seed)  # adapters are initialised before the Trainer seeds anything
+
+    tokenizer = load_tokenizer(cfg.model)
+    with args.main_process_first(desc="tokenize"):
+        bundle = build_datasets(cfg, tokenizer, cfg.stage)
+    model = load_model(cfg.model, cfg.method, precision=precision_of(cfg.training),
+                       gradient_checkpointing=cfg.training.gradient_checkpointing and not layers,
+                       local_rank=max(args.local_rank, 0))
+    model = apply_method(model, cfg.method, cfg.model)
+    trainer = KubetuneTrainer(
+        model=model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
+        data_collator=bundle.collator, processing_class=tokenizer,
+        loraplus=cfg.method if cfg.method.loraplus_lr_ratio else None,
+    )
+    main = trainer.is_world_process_zero()
+    install_callbacks(trainer, kubetune_callbacks(output_dir, ctx.sinks if main else [],
+                                                  cfg.run.progress_interval_s, ctx.console and not args.disable_tqdm))
+    if main:
+        steps = estimated_steps(args, len(trainer.get_train_dataloader()))
+        ctx.say(plan_text(cfg, model, args, steps, len(bundle.train), resume))
+
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    metrics = dict(output.metrics)
+    if bundle.eval is not None and args.eval_strategy != "no":
+        metrics |= trainer.evaluate()
+    save_final(trainer, cfg, output_dir, metrics)
+    return TrainResult(output_dir=output_dir, artifact_type=artifact_type(cfg.method.finetuning_type),
+                       global_step=trainer.state.global_step, train_loss=metrics.get("train_loss"),
+                       resumed_from=resume, metrics=metrics)
