@@ -158,7 +158,6 @@ def test_existing_output_is_not_overwritten(tiny_llama, tmp_path, capsys):
 
 def test_adapter_from_kubetune_train_merges_exactly(tiny_llama, tmp_path):
     """The acceptance form: `kubetune train` (LoRA, a few steps) then `kubetune export`, logits compared in fp32."""
-    pytest.importorskip("kubetune.train", reason="needs the training runtime (kubetune train)")
     data = tmp_path / "data"
     data.mkdir()
     rows = [{"instruction": f"What is {i} plus {i}?", "input": "", "output": f"It is {2 * i}."} for i in range(16)]
