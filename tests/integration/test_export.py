@@ -77,9 +77,11 @@ def test_two_adapters_merge_to_their_sum(tiny_llama, adapter, adapter2, tmp_path
     out = tmp_path / "merged2"
     cfg = _write(tmp_path / "export.yaml", {
         "model_name_or_path": str(tiny_llama), "adapter_name_or_path": f"{adapter},{adapter2}",
-        "export_dir": str(out), "infer_dtype": "float32",
+        "export_dir": str(out), "infer_dtype": "float32", "template": "qwen",
     })
     assert main(["export", str(cfg)]) == 0
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert 13 in generation["eos_token_id"]  # the qwen template's <|im_end|> now ends generation too
     both = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), adapter, adapter_name="a")
     both.load_adapter(str(adapter2), adapter_name="b")
     both.base_model.set_adapter(["a", "b"])  # both deltas active at once: W + ΔW_a + ΔW_b
@@ -152,3 +154,30 @@ def test_existing_output_is_not_overwritten(tiny_llama, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert main(["export", str(cfg), "--overwrite"]) == 0
     assert not (out / "keep.txt").exists() and read_manifest(out).artifact_type == "full-model"
+
+
+def test_adapter_from_kubetune_train_merges_exactly(tiny_llama, tmp_path):
+    """The acceptance form: `kubetune train` (LoRA, a few steps) then `kubetune export`, logits compared in fp32."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"instruction": f"What is {i} plus {i}?", "input": "", "output": f"It is {2 * i}."} for i in range(16)]
+    (data / "toy.json").write_text(json.dumps(rows))
+    (data / "dataset_info.json").write_text(json.dumps({"toy": {"file_name": "toy.json"}}))
+    run_dir = tmp_path / "run"
+    train_cfg = _write(tmp_path / "train.yaml", {
+        "model_name_or_path": str(tiny_llama), "stage": "sft", "finetuning_type": "lora", "lora_rank": 4,
+        "lora_target": "all", "dataset": "toy", "dataset_dir": str(data), "template": "qwen", "cutoff_len": 48,
+        "output_dir": str(run_dir), "per_device_train_batch_size": 4, "learning_rate": 1e-2, "max_steps": 4,
+        "logging_steps": 1, "save_steps": 100, "report_to": "none", "gradient_checkpointing": False,
+    })
+    assert main(["train", str(train_cfg), "--no-progress"]) == 0
+    out = tmp_path / "merged"
+    cfg = _write(tmp_path / "export.yaml", {"model_name_or_path": str(tiny_llama), "adapter_name_or_path": str(run_dir),
+                                            "template": "qwen", "export_dir": str(out), "infer_dtype": "float32"})
+    assert main(["export", str(cfg)]) == 0
+    expected = _logits(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), run_dir), IDS)
+    got = _logits(AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32), IDS)
+    print(f"kubetune train -> export max abs diff: {(got - expected).abs().max().item():.3e}")
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert (got - _logits(AutoModelForCausalLM.from_pretrained(tiny_llama), IDS)).abs().max() > 1e-4
+    assert read_manifest(out).stage == "sft"

@@ -29,8 +29,9 @@ CALL = 'Let me check.<tool_call>\n{"name": "get_weather", "arguments": {"city": 
 ANSWER = "It is sunny in Paris, 21 degrees."
 
 
-@pytest.fixture(scope="module")
-def client(tokenizer_dir):
+@pytest.fixture(scope="module", params=[None, "qwen"], ids=["tokenizer-jinja", "registry-qwen"])
+def client(tokenizer_dir, request):
+    """The same scripted model behind the tokenizer's own Jinja template and behind the registry's qwen template."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     tokenizer.chat_template = (ASSETS / "chatml_tools.jinja").read_text()
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -43,7 +44,8 @@ def client(tokenizer_dir):
         return [*tokenizer.encode(reply, add_special_tokens=False), im_end]
 
     engine = ScriptedEngine(tokenizer, respond, stop_ids=frozenset({im_end, tokenizer.eos_token_id}))
-    server = build_server(ServeConfig(model_name_or_path="scripted", served_model_name="tools-bot"), engine=engine)
+    config = ServeConfig(model_name_or_path="scripted", served_model_name="tools-bot", template=request.param)
+    server = build_server(config, engine=engine)
     with serving(server.app) as url:
         c = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
         c.seen_prompts = prompts  # type: ignore[attr-defined]

@@ -46,12 +46,12 @@ def is_custom_resource(doc: Document) -> bool:
     return "kind" in doc.data or "apiVersion" in doc.data
 
 
-def validate(model: type[M], data: dict[str, Any], doc: Document, prefix: tuple[int | str, ...] = ()) -> M:
-    """``model.model_validate(data)`` with errors located in ``doc`` (``prefix`` = where ``data`` sits in it)."""
+def validate(model: type[M], data: dict[str, Any], doc: Document) -> M:
+    """``model.model_validate(data)`` with errors located in ``doc`` (unknown keys get a did-you-mean)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [replace(e, file=doc.file, line=doc.line_of(e.path)) for e in field_errors(exc, prefix)]
+        errors = [replace(e, file=doc.file, line=doc.line_of(e.path)) for e in field_errors(exc, model)]
         raise ConfigError(errors) from exc
 
 

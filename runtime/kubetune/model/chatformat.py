@@ -2,7 +2,8 @@
 
 With a template name the kubetune template registry renders the prompt (the same code that formats training
 data, so served prompts match trained ones). Without one, the tokenizer's own ``chat_template`` is used: "template
-unset" means exactly that, for training and for serving.
+unset" means exactly that, for training and for serving; a tokenizer without one gets the registry's ``empty``
+template, as in training.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def _registry_template(name: str) -> Any:
                               "leave template unset to use the tokenizer's chat_template") from exc
     try:
         return templates.get_template(name)
-    except (KeyError, ValueError) as exc:
-        raise ChatFormatError(f"template {name!r}: {exc}") from exc
+    except KeyError as exc:
+        raise ChatFormatError(f"template {name!r}: {exc.args[0]}") from exc
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], *,
@@ -43,10 +44,12 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, A
     Raises:
         ChatFormatError: no usable template, or the template rejects the messages.
     """
-    if template:
-        return list(_registry_template(template).encode_prompt(tokenizer, messages, system=system, tools=tools))
-    if not getattr(tokenizer, "chat_template", None):
-        raise ChatFormatError("the tokenizer has no chat_template: set `template` to a kubetune template name")
+    if template or not getattr(tokenizer, "chat_template", None):
+        try:
+            return list(_registry_template(template or "empty").encode_prompt(tokenizer, messages, system=system,
+                                                                               tools=tools))
+        except ValueError as exc:  # the registry's TemplateError: role order, tools on a family without them
+            raise ChatFormatError(str(exc)) from exc
     if system and not any(m.get("role") == "system" for m in messages):
         messages = [{"role": "system", "content": system}, *messages]
     try:
@@ -55,6 +58,11 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, A
     except Exception as exc:  # jinja raises TemplateError or anything the template's own checks raise
         raise ChatFormatError(f"the chat template rejected the messages: {exc}") from exc
     return list(ids)
+
+
+def tool_format_of(template: str) -> str | None:
+    """The tool-call syntax of a registry template (qwen, llama3, mistral, glm4), None when it has none."""
+    return _registry_template(template).tool_format
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase, template: str | None = None,

@@ -31,16 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--pvc-root", help="directory holding pvc://<claim>/ paths (default /mnt/pvc)")
 
 
-def load_serve_config(args: argparse.Namespace, env: dict[str, str]) -> ServeConfig:
-    """The typed serve config for the command line and environment (``env`` is passed in, not read here)."""
-    doc = read_document(args.file)
+def read_serve_config(file: str, overrides: list[str], pvc_root: str | None = None) -> ServeConfig:
+    """The serve config in ``file`` (flat config with ``key=value`` overrides, or an InferenceService)."""
+    doc = read_document(file)
     if is_custom_resource(doc):
         if doc.data.get("kind") != "InferenceService":
             raise fail(doc, "kind", f"expected InferenceService (or a flat serve config), got {doc.data.get('kind')!r}")
         isvc = validate(InferenceService, doc.data, doc)
-        config = resolve_inferenceservice(isvc, default_resolver(args.file, args.pvc_root))
-    else:
-        config = validate(ServeConfig, {**doc.data, **parse_overrides(args.overrides)}, doc)
+        return resolve_inferenceservice(isvc, default_resolver(file, pvc_root))
+    return validate(ServeConfig, {**doc.data, **parse_overrides(overrides)}, doc)
+
+
+def load_serve_config(args: argparse.Namespace, env: dict[str, str]) -> ServeConfig:
+    """The typed serve config for the command line and environment (``env`` is passed in, not read here)."""
+    config = read_serve_config(args.file, args.overrides, args.pvc_root)
     flags: dict[str, Any] = {"host": args.host, "port": args.port, "api_key": args.api_key,
                              "served_model_name": args.served_model_name}
     return apply_endpoint_overrides(config, flags, env)
@@ -76,9 +80,14 @@ def _run_vllm(config: ServeConfig) -> int:
 def _run_hf(config: ServeConfig) -> int:
     import uvicorn
 
+    from kubetune.artifacts import ArtifactError
     from kubetune.serve.server import build_server
 
-    server = build_server(config)
+    try:
+        server = build_server(config)
+    except (ArtifactError, OSError, ValueError) as exc:
+        print(f"kubetune serve: cannot load the model: {exc}", file=sys.stderr)
+        return 1
     names = ", ".join(server.chat.models)
     print(f"serving {names} on http://{config.host}:{config.port}/v1 (hf engine)", flush=True)
     try:

@@ -172,7 +172,10 @@ class HFEngine:
         tokens = self._sample(rows, state)
         state.append(tokens)
         raw = state.logits.log_softmax(-1) if any(r.params.logprobs is not None for r in rows) else None
-        keep = [i for i, row in enumerate(rows) if self._emit(row, int(tokens[i]), state, i, raw)]
+        # one transfer each instead of a device sync per row
+        token_list, length_list = tokens.tolist(), state.lengths.tolist()
+        keep = [i for i, row in enumerate(rows)
+                if self._emit(row, token_list[i], length_list[i] + 1 >= self.max_model_len, raw, i)]
         if not keep:
             return [], None
         rows = [rows[i] for i in keep]
@@ -193,17 +196,17 @@ class HFEngine:
             penalty = OpenAIPenaltyLogitsProcessor(column([p.presence_penalty for p in params]),
                                                    column([p.frequency_penalty for p in params]))
             scores = penalty(state.completion, scores)
-        greedy = column([p.temperature == 0 for p in params], torch.bool)
-        if not bool(greedy.all()):
+        greedy = [p.temperature == 0 for p in params]
+        if not all(greedy):
             warper = RowwiseSamplingWarper(column([p.temperature for p in params]),
                                            column([p.top_k for p in params], torch.long),
                                            column([p.top_p for p in params]))
             scores = warper(state.completion, scores)
         return sample_rows(scores, greedy, [row.owner.generator for row in rows])
 
-    def _emit(self, row: _Row, token: int, state: BatchState, i: int, raw: torch.Tensor | None) -> bool:
+    def _emit(self, row: _Row, token: int, context_full: bool, raw: torch.Tensor | None, i: int) -> bool:
         """Send the row's new text; return whether the row goes on."""
-        text, finish = row.text.step(token, context_full=int(state.lengths[i]) + 1 >= self.max_model_len)
+        text, finish = row.text.step(token, context_full=context_full)
         logprobs = () if raw is None or row.params.logprobs is None else (self._logprob(raw[i], token, row),)
         if row.owner.cancelled:
             return False

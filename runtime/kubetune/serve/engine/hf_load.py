@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from kubetune.artifacts import ArtifactError
 from kubetune.export.merge import DTYPES, apply_adapters, check_adapter
 from kubetune.model.chatformat import stop_token_ids
 from kubetune.serve.config import ServeConfig
@@ -61,11 +62,18 @@ def load_hf_engine(config: ServeConfig) -> HFEngine:
         from peft import PeftModel
 
         for name, path in adapters.items():
-            check_adapter(path, strict=False)
-            if isinstance(model, PeftModel):
-                model.load_adapter(path, adapter_name=name)
-            else:
-                model = PeftModel.from_pretrained(model, path, adapter_name=name)
+            manifest = check_adapter(path, strict=False)
+            try:
+                if isinstance(model, PeftModel):
+                    model.load_adapter(path, adapter_name=name)
+                else:
+                    model = PeftModel.from_pretrained(model, path, adapter_name=name)
+            except RuntimeError as exc:
+                if "size mismatch" not in str(exc):
+                    raise
+                trained_on = manifest.base_model.uri if manifest and manifest.base_model.uri else "another model"
+                raise ArtifactError(f"adapter {name!r} ({path}) was trained on {trained_on} and does not fit "
+                                    f"{config.model_name_or_path}; serve it with its own base model") from exc
     model.eval()
     max_len = config.max_model_len or getattr(model.config, "max_position_embeddings", None) or 2048
     stops = stop_token_ids(tokenizer, config.template, model.generation_config.eos_token_id)

@@ -55,11 +55,16 @@ class RowwiseSamplingWarper(LogitsProcessor):
         return scores.scatter(1, order, sorted_scores.masked_fill(drop, float("-inf")))
 
 
-def sample_rows(scores: torch.Tensor, greedy: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
-    """One token per row: argmax where ``greedy``, else a draw from softmax(scores) with the row's generator."""
+def sample_rows(scores: torch.Tensor, greedy: list[bool], generators: list[torch.Generator | None]) -> torch.Tensor:
+    """One token per row: argmax where ``greedy``, else a draw from softmax(scores) with the row's generator.
+
+    ``greedy`` is a Python list so the all-greedy case costs no device synchronisation.
+    """
     out = scores.argmax(dim=-1)
+    if all(greedy):
+        return out
     probs = scores.float().softmax(dim=-1)
     for row, generator in enumerate(generators):
-        if not bool(greedy[row]):
+        if not greedy[row]:
             out[row] = torch.multinomial(probs[row], 1, generator=generator)[0]
     return out

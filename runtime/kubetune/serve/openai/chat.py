@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from kubetune.model.chatformat import ChatFormatError, render_prompt
+from kubetune.model.chatformat import ChatFormatError, render_prompt, tool_format_of
 from kubetune.serve.engine import Delta, GenerationRequest, TokenLogprob
 from kubetune.serve.errors import OpenAIError, bad_request
 from kubetune.serve.openai.params import sampling_params
@@ -58,7 +58,10 @@ class ChatService(Service):
             raise bad_request("tool_choice supports 'auto' and 'none'", param="tool_choice")
         tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools and req.tool_choice != "none" \
             else None
-        fmt = tool_format_for(self.config.tool_format, self.config.template) if tools else None
+        fmt = None
+        if tools:
+            template_format = tool_format_of(self.config.template) if self.config.template else None
+            fmt = tool_format_for(self.config.tool_format, template_format)
         try:
             prompt = render_prompt(self.engine.tokenizer, template_messages(req.messages), tools=tools,
                                    template=self.config.template, system=self.config.default_system)

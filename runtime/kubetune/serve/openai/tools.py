@@ -8,6 +8,7 @@ streaming parser, so streamed and non-streamed responses agree.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,23 @@ def _object_or_list(body: str) -> list[Call]:
     return [_call(d) for d in data] if isinstance(data, list) else [_call(data)]
 
 
+def _json_lines(body: str) -> list[Call]:
+    """Llama 3.1: one JSON call per line, optionally after <|python_tag|>."""
+    lines = body.removeprefix("<|python_tag|>").strip().splitlines()
+    if not lines:
+        raise ValueError("no tool call")
+    return [_call(json.loads(line)) for line in lines]
+
+
+def _name_then_arguments(body: str) -> list[Call]:
+    """GLM-4: the function name on one line, its JSON arguments on the next."""
+    name, sep, args = body.strip().partition("\n")
+    if not sep or not re.fullmatch(r"[\w.-]+", name):
+        raise ValueError("not a GLM-4 tool call")
+    json.loads(args)
+    return [(name, args.strip())]
+
+
 @dataclass(frozen=True)
 class ToolFormat:
     name: str
@@ -47,17 +65,19 @@ TOOL_FORMATS: dict[str, ToolFormat] = {
     "hermes": ToolFormat("hermes", "<tool_call>", "</tool_call>", _one_object),
     # Mistral: [TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]
     "mistral": ToolFormat("mistral", "[TOOL_CALLS]", None, _object_or_list),
-    # Llama 3.1+: <|python_tag|>{"name": ..., "parameters": {...}}
-    "llama3": ToolFormat("llama3", "<|python_tag|>", None, _object_or_list),
+    # Formats without an opening marker: the whole output is read once it is complete (no content streaming).
+    # Llama 3.1+: {"name": ..., "parameters": {...}} per line
+    "llama3": ToolFormat("llama3", "", None, _json_lines),
+    # GLM-4: name\n{arguments}
+    "glm4": ToolFormat("glm4", "", None, _name_then_arguments),
 }
-# template family -> tool format, for templates whose tool syntax is known
-TEMPLATE_TOOL_FORMATS = {"qwen": "hermes", "qwen3": "hermes", "qwen3_nothink": "hermes", "chatml": "hermes",
-                         "mistral": "mistral", "ministral": "mistral", "llama3": "llama3", "llama4": "llama3"}
+# the template registry's tool_format names -> the formats above
+REGISTRY_TOOL_FORMATS = {"qwen": "hermes", "mistral": "mistral", "llama3": "llama3", "glm4": "glm4"}
 
 
-def tool_format_for(tool_format: str | None, template: str | None) -> ToolFormat:
-    """The configured format, else the template's, else hermes (the most common among open chat models)."""
-    name = tool_format or TEMPLATE_TOOL_FORMATS.get(template or "", "hermes")
+def tool_format_for(tool_format: str | None, template_format: str | None) -> ToolFormat:
+    """The configured format, else the template's (``template_format``: the registry's name), else hermes."""
+    name = tool_format or REGISTRY_TOOL_FORMATS.get(template_format or "", "hermes")
     if name not in TOOL_FORMATS:
         raise ValueError(f"tool_format {name!r}: expected one of {', '.join(TOOL_FORMATS)}")
     return TOOL_FORMATS[name]
