@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tasks import write_datasets  # noqa: E402
+from tasks import write_datasets
 
 BASE_MODEL = Path("models/quickstart-base")
 DATA_DIR = Path("data/quickstart")

@@ -18,10 +18,11 @@ from kubetune.api.finetunejob import FineTuneJob
 from kubetune.artifacts import MANIFEST_NAME, ArtifactError, read_manifest
 from kubetune.local.context import LocalContext, Outcome, output_name
 from kubetune.local.plan import LocalObject, references
-from kubetune.local.progress import LocalProgressSink, latest_checkpoint
+from kubetune.local.progress import LocalProgressSink
 from kubetune.local.sources import Artifact, absolute_uri, resolve_reference
 from kubetune.local.status import Cond, Tracker, now_text
 from kubetune.local.workdir import Record
+from kubetune.status_reporter import latest_checkpoint
 from kubetune.uris import UriError
 
 ACCEPTED = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
@@ -129,7 +130,7 @@ def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_ur
     try:
         result = run_stage(cfg, TrainContext(sinks=[sink], console=ctx.console, say=ctx.say))
     except KeyboardInterrupt:
-        checkpoint = latest_checkpoint(output_dir, output_uri)
+        checkpoint = latest_checkpoint(str(output_dir), output_uri)
         step = (tracker.status.get("progress") or {}).get("step", 0)
         message = (f"interrupted at step {step}; run again to resume from {checkpoint}" if checkpoint
                    else f"interrupted at step {step} before the first checkpoint; run again to start over")
@@ -149,5 +150,6 @@ def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_ur
     message = f"trained {result.global_step} steps{loss}"
     tracker.set(P.SUCCEEDED, R.SUCCEEDED, message,
                 [Cond(T.RUNNING, False, R.SUCCEEDED, message), Cond(T.SUCCEEDED, True, R.SUCCEEDED, message)],
-                output=output, completionTime=now_text(), latestCheckpoint=latest_checkpoint(output_dir, output_uri))
+                output=output, completionTime=now_text(),
+                latestCheckpoint=latest_checkpoint(str(output_dir), output_uri))
     return Outcome.SUCCEEDED

@@ -1,37 +1,19 @@
 """Training progress of a local run: into the FineTuneJob record's ``status.progress``, and onto the console.
 
 The sink receives the runtime's progress snapshots (the same ones a training pod sends to the apiserver) and
-stores them in the CRD's shape: integer percent, loss and epoch as strings. Without a progress bar (output is not a
-terminal) it also prints one line per snapshot, the way ``kubectl get finetunejobs -w`` would show it.
+stores them in the CRD's shape with the pod sink's own conversion (:func:`kubetune.status_reporter.status_progress`).
+Without a progress bar (output is not a terminal) it also prints one line per snapshot, the way
+``kubectl get finetunejobs -w`` would show it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from kubetune.local.status import Tracker
-
-CHECKPOINT_MARKER = "kubetune-checkpoint.json"  # written last into a complete checkpoint (kubetune.train)
-
-
-def status_progress(progress: Mapping[str, Any]) -> dict[str, Any]:
-    """A progress snapshot in the FineTuneJob ``status.progress`` schema."""
-    out: dict[str, Any] = {"step": int(progress.get("step") or 0)}
-    if progress.get("totalSteps") is not None:
-        out["totalSteps"] = int(progress["totalSteps"])
-    if progress.get("percent") is not None:
-        out["percent"] = max(0, min(100, math.floor(float(progress["percent"]))))
-    for key in ("loss", "epoch"):
-        if progress.get(key) is not None:
-            out[key] = f"{float(progress[key]):.4g}"
-    if progress.get("etaSeconds") is not None:
-        out["etaSeconds"] = max(0, int(progress["etaSeconds"]))
-    if progress.get("updatedAt"):
-        out["updatedAt"] = str(progress["updatedAt"]).replace("+00:00", "Z")
-    return out
+from kubetune.status_reporter import latest_checkpoint, status_progress
 
 
 def progress_line(ref: str, progress: Mapping[str, Any]) -> str:
@@ -48,13 +30,6 @@ def progress_line(ref: str, progress: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def latest_checkpoint(output_dir: Path, output_uri: str) -> str | None:
-    """URI of the newest complete checkpoint under ``output_dir``, if any."""
-    steps = [int(p.name.split("-", 1)[1]) for p in output_dir.glob("checkpoint-*")
-             if p.name.split("-", 1)[1].isdigit() and (p / CHECKPOINT_MARKER).is_file()]
-    return f"{output_uri.rstrip('/')}/checkpoint-{max(steps)}" if steps else None
-
-
 class LocalProgressSink:
     """``update(progress)`` for the trainer: keeps the record current and, when asked, prints a line."""
 
@@ -64,7 +39,7 @@ class LocalProgressSink:
 
     def update(self, progress: dict[str, Any]) -> None:
         fields: dict[str, Any] = {"progress": status_progress(progress)}
-        checkpoint = latest_checkpoint(self.output_dir, self.output_uri)
+        checkpoint = latest_checkpoint(str(self.output_dir), self.output_uri)
         if checkpoint:
             fields["latestCheckpoint"] = checkpoint
         self.tracker.update(**fields)

@@ -78,8 +78,7 @@ def resolve_reference(kind: str, name: str, namespace: str, work: WorkDir) -> Re
     output = status.get("output") or {}
     if not (is_true(status, ConditionType.SUCCEEDED) and output.get("uri")):
         return Unresolved(Reason.WAITING_FOR_SOURCE,
-                          f"waiting for {kind} {name!r} to succeed (now {status.get('phase') or 'Pending'}); "
-                          "run it again to continue")
+                          f"waiting for {kind} {name!r} to succeed (now {status.get('phase') or 'Pending'})")
     base = output.get("baseModel") or {}
     return Artifact(uri=output["uri"], artifact_type=output.get("artifactType"), base_model_uri=base.get("uri"),
                     base_model_revision=base.get("revision"), origin=(kind, name),
