@@ -16,14 +16,15 @@ import os
 import shutil
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from endpoint import Answer, accuracy, ask_all, free_port, serving  # noqa: E402
-from prepare import BASE_MODEL, prepare  # noqa: E402
-from tasks import read_jsonl  # noqa: E402
+from prepare import BASE_MODEL, TRAIN_SIZE, prepare  # noqa: E402
+from tasks import OPERATIONS, read_jsonl  # noqa: E402
 
 RESOURCES = [HERE / "finetunejob.yaml", HERE / "modelexport.yaml", HERE / "inferenceservice.yaml"]
 BASELINE = """\
@@ -54,6 +55,17 @@ def samples(before: list[Answer], after: list[Answer], count: int) -> str:
     return "\n".join(lines)
 
 
+def by_operation(before: list[Answer], after: list[Answer]) -> list[str]:
+    """``reverse 0% -> 98%`` for every operation in the questions."""
+    out = []
+    for operation in OPERATIONS:
+        pick = [i for i, a in enumerate(after) if a.question.startswith(f"{operation}:")]
+        if pick:
+            old, new = accuracy([before[i] for i in pick]), accuracy([after[i] for i in pick])
+            out.append(f"{operation} {old:.0%} -> {new:.0%}")
+    return out
+
+
 def loss_curve(work_dir: Path) -> Path | None:
     found = sorted((work_dir / "pvc" / "models" / "quickstart").glob("quickstart-sft-*/training_loss.png"))
     return found[-1] if found else None
@@ -62,7 +74,7 @@ def loss_curve(work_dir: Path) -> Path | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description="kubetune offline quickstart")
     parser.add_argument("--work-dir", type=Path, default=Path(".kubetune"))
-    parser.add_argument("--train-size", type=int, default=16000, help="training questions (one epoch)")
+    parser.add_argument("--train-size", type=int, default=TRAIN_SIZE, help="training questions (one epoch)")
     parser.add_argument("--heldout-size", type=int, default=200, help="held-out questions asked before and after")
     parser.add_argument("--fresh", action="store_true", help="delete the work dir first")
     args = parser.parse_args()
@@ -72,9 +84,11 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     os.environ.update(THREADS)
 
+    marks = [("start", time.monotonic())]
     banner("1/4 base model and data (random weights, committed tokenizer, generated questions)")
     _, train, heldout_file = prepare(work / "pvc", args.train_size, args.heldout_size)
     heldout = read_jsonl(heldout_file)
+    marks.append(("prepare", time.monotonic()))
     print(f"base model   pvc://{BASE_MODEL}\ntraining     {train}\nheld out     {heldout_file} "
           f"({len(heldout)} questions never seen in training)")
 
@@ -84,20 +98,25 @@ def main() -> int:
     baseline.write_text(BASELINE)
     with serving([baseline], work_dir=work, service="quickstart-untrained", port=free_port()) as url:
         before = ask_all(url, "quickstart-untrained", heldout)
+    marks.append(("untrained answers", time.monotonic()))
 
     banner("3/4 kubetune run finetunejob.yaml modelexport.yaml inferenceservice.yaml")
     with serving(RESOURCES, work_dir=work, service="quickstart", port=free_port()) as url:
+        marks.append(("train, export, serve", time.monotonic()))
         banner(f"4/4 the trained model answers the same questions at {url}")
         after = ask_all(url, "quickstart", heldout)
+        marks.append(("trained answers", time.monotonic()))
 
     elapsed = time.monotonic() - started
     banner("result")
     print(f"held-out exact-match accuracy (greedy): untrained {accuracy(before):.1%}  ->  trained {accuracy(after):.1%}"
           f"  ({len(heldout)} questions)")
+    print("by operation: " + "   ".join(by_operation(before, after)))
     print("sample answers:\n" + samples(before, after, 5))
     curve = loss_curve(work)
     print(f"loss curve   {curve}" if curve else "loss curve   (not found)")
-    print(f"elapsed      {elapsed / 60:.1f} min (this script; `time make demo` adds the environment)")
+    steps = "  ".join(f"{name} {end - start:.0f}s" for (_, start), (name, end) in pairwise(marks))
+    print(f"elapsed      {elapsed / 60:.1f} min ({steps}; `time make demo` adds the environment)")
     print(f"records      {sys.executable.rsplit('/', 1)[0]}/kubetune run --list --work-dir {args.work_dir}")
     return 0 if accuracy(after) > accuracy(before) else 1
 

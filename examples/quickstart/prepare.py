@@ -22,6 +22,7 @@ from tasks import write_datasets
 
 BASE_MODEL = Path("models/quickstart-base")
 DATA_DIR = Path("data/quickstart")
+TRAIN_SIZE = 24000  # one epoch of batch 32: 750 optimizer steps
 END_OF_TURN = "<|im_end|>"  # ChatML's end of an assistant turn: generation stops there
 
 
@@ -67,7 +68,7 @@ def prepare(pvc_root: Path, train_size: int, heldout_size: int, seed: int = 0) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pvc-root", type=Path, default=Path(".kubetune/pvc"))
-    parser.add_argument("--train-size", type=int, default=16000)
+    parser.add_argument("--train-size", type=int, default=TRAIN_SIZE)
     parser.add_argument("--heldout-size", type=int, default=200)
     args = parser.parse_args()
     for path in prepare(args.pvc_root, args.train_size, args.heldout_size):

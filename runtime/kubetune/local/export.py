@@ -19,7 +19,7 @@ from kubetune.local.context import LocalContext, Outcome, output_name
 from kubetune.local.finetune import ACCEPTED, already_succeeded, restart_conditions
 from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, absolute_uri, resolve_source
-from kubetune.local.status import Cond, Tracker, now_text
+from kubetune.local.status import Cond, Tracker
 from kubetune.local.workdir import Record
 from kubetune.uris import UriError, UriResolver
 
@@ -66,7 +66,7 @@ def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact 
 
 def _fail(tracker: Tracker, reason: R, message: str) -> Outcome:
     tracker.set(P.FAILED, reason, message, [Cond(T.RUNNING, False, R.FAILED, message),
-                                            Cond(T.FAILED, True, reason, message)], completionTime=now_text())
+                                            Cond(T.FAILED, True, reason, message)])
     return Outcome.FAILED
 
 
@@ -101,7 +101,7 @@ def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     tracker.set(P.RUNNING, R.RUNNING, message,
                 [ACCEPTED, Cond(T.SOURCE_READY, True, R.RESOLVED, f"source {source.uri}"),
                  Cond(T.RUNNING, True, R.RUNNING, message), *restart_conditions(record)],
-                resolvedSource={k: v for k, v in resolved.items() if v}, output=None, completionTime=None)
+                resolvedSource={k: v for k, v in resolved.items() if v}, output=None)
     return _export(config, obj, record, tracker, output_uri)
 
 
@@ -132,5 +132,5 @@ def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_u
     message = f"exported {len(manifest.files)} files"
     tracker.set(P.SUCCEEDED, R.SUCCEEDED, message,
                 [Cond(T.RUNNING, False, R.SUCCEEDED, message), Cond(T.SUCCEEDED, True, R.SUCCEEDED, message)],
-                output=output, completionTime=now_text())
+                output=output)
     return Outcome.SUCCEEDED
