@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kubetune.api.modelexport import ModelExport, QuantMethod
+from kubetune.config.base import StrList
 from kubetune.uris import UriError, UriResolver
 
 # Keys LLaMA-Factory export YAMLs usually carry that change nothing here (the merge does not depend on them).
@@ -31,7 +32,7 @@ class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_name_or_path: str = Field(description="The unquantized base model (local directory or hub id).")
-    adapter_name_or_path: list[str] = Field(
+    adapter_name_or_path: StrList = Field(
         default_factory=list, description="LoRA adapters merged into the base in order (comma list accepted)."
     )
     template: str | None = Field(None, description="Chat template name; its stop tokens go into generation_config.")
@@ -57,13 +58,6 @@ class ExportConfig(BaseModel):
     overwrite: bool = Field(False, description="Allow writing into a non-empty export_dir.")
     base_model_uri: str | None = Field(None, description="Base model URI recorded in the manifest "
                                        "(defaults to model_name_or_path).")
-
-    @field_validator("adapter_name_or_path", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [p.strip() for p in value.split(",") if p.strip()]
-        return [] if value is None else value
 
     @model_validator(mode="before")
     @classmethod

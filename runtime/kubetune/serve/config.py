@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kubetune.api.inferenceservice import InferenceService
+from kubetune.config.base import StrList
 from kubetune.uris import UriError, UriResolver
 
 IGNORED_KEYS = frozenset({"finetuning_type", "stage", "use_fast_tokenizer", "flash_attn", "low_cpu_mem_usage",
@@ -37,7 +38,7 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_name_or_path: str = Field(description="Model directory or hub id.")
-    adapter_name_or_path: list[str] = Field(
+    adapter_name_or_path: StrList = Field(
         default_factory=list, description="LLaMA-Factory style: adapters applied to the served model itself "
         "(merged at load by the hf engine; vllm serves one, unmerged).")
     lora_adapters: list[LoraAdapter] = Field(default_factory=list, description="Named adapters, each a model.")
@@ -80,13 +81,6 @@ class ServeConfig(BaseModel):
         if isinstance(out.get("lora_adapters"), dict):
             out["lora_adapters"] = [{"name": k, "path": v} for k, v in out["lora_adapters"].items()]
         return out
-
-    @field_validator("adapter_name_or_path", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [p.strip() for p in value.split(",") if p.strip()]
-        return [] if value is None else value
 
     @field_validator("vllm_config", mode="before")
     @classmethod
