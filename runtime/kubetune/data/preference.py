@@ -29,7 +29,7 @@ def _tools(row: dict[str, Any]) -> list[dict[str, Any]] | None:
 def encode_turns(row: dict[str, Any], answer: dict[str, Any], template: Any, tokenizer: Any,
                  efficient_eos: bool) -> tuple[list[int], list[int]]:
     """(prompt ids, answer ids) of ``row["prompt"]`` followed by ``answer``: every earlier turn is prompt."""
-    pairs = template.encode_multiturn(tokenizer, list(row["prompt"]) + [answer], row.get("system"), _tools(row))
+    pairs = template.encode_multiturn(tokenizer, [*row["prompt"], answer], row.get("system"), _tools(row))
     prompt = [t for p, a in pairs[:-1] for t in (*p, *a)] + list(pairs[-1][0])
     completion = list(pairs[-1][1])
     if efficient_eos and tokenizer.eos_token_id is not None:

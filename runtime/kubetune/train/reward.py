@@ -108,7 +108,7 @@ class HttpScorer:
             messages = [{"role": "system", "content": conversation["system"]}, *messages]
         request = urllib.request.Request(self.url, data=json.dumps({"messages": messages}).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 (configured URL)
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
             body = json.loads(response.read())
         for key in ("reward", "score"):
             if isinstance(body.get(key), int | float):

@@ -44,7 +44,8 @@ class KubetuneRewardTrainer(AtomicCheckpointMixin, RewardTrainer):
 def as_reward_rows(row: dict[str, Any], **kwargs: Any) -> dict[str, list[int]]:
     """A preference row as the two full sequences the reward model scores."""
     ids = encode_pair(row, **kwargs)
-    return {"chosen_ids": ids["prompt_ids"] + ids["chosen_ids"], "rejected_ids": ids["prompt_ids"] + ids["rejected_ids"]}
+    prompt = ids["prompt_ids"]
+    return {"chosen_ids": prompt + ids["chosen_ids"], "rejected_ids": prompt + ids["rejected_ids"]}
 
 
 def run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
