@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -203,7 +202,8 @@ def test_ddp_two_processes_match_one(tiny_llama, data_dir, tmp_path):
     single, ddp = losses(tmp_path / "one" / "out"), losses(tmp_path / "two" / "out")
     assert len(single) == len(ddp) == 6
     diff = max(abs(a - b) for a, b in zip(single, ddp, strict=True))
-    print(f"\nddp: single {single_s:.1f}s losses {single}\n     2-proc {ddp_s:.1f}s losses {ddp}\n     max diff {diff:.2e}")
+    print(f"\nddp: single {single_s:.1f}s losses {single}\n     2-proc {ddp_s:.1f}s losses {ddp}\n"
+          f"     max diff {diff:.2e}")
     assert diff < 2e-3
     check_artifact(tmp_path / "two" / "out", expect_type="lora-adapter")
 

@@ -63,8 +63,8 @@ class RuntimeConfig(BaseModel):
         if (data.packing or data.neat_packing) and stage not in ("pt", "sft"):
             raise ValueError(f"packing only applies to stages pt and sft, not {stage}")
         if stage == "ppo" and not self.preference.reward_model:
-            raise ValueError("stage ppo needs reward_model (a kubetune rm output, a reward model, or an http(s) "
-                             "scorer with reward_model_type api)")
+            raise ValueError("reward_model is required for stage ppo: a kubetune rm output, a reward model, or an "
+                             "http(s) scorer with reward_model_type api")
         if stage == "ppo" and self.generation.max_new_tokens <= 0:
             raise ValueError("max_new_tokens must be positive for stage ppo (the length of sampled responses)")
         if stage == "kto" and self.training.per_device_train_batch_size < 2:

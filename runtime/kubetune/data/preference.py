@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubetune.data.tokenize import split_budget
+from kubetune.data.tokenize import IGNORE_INDEX, split_budget
 
 
 def _tools(row: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -64,3 +64,29 @@ def encode_prompt(row: dict[str, Any], template: Any, tokenizer: Any, max_prompt
     """A prompt row (ppo) as its generation prompt, keeping the last ``max_prompt_len`` tokens."""
     ids = template.encode_prompt(tokenizer, list(row["prompt"]), row.get("system"), _tools(row))
     return {"prompt_ids": ids[-max_prompt_len:], "messages": json.dumps(row["prompt"]), "system": row.get("system")}
+
+
+def with_kl_completions(rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """One batch of kto rows plus ``KL_completion_ids``: each prompt paired with the previous row's answer
+    (the mismatched pairs KTO estimates its KL term from)."""
+    answers = rows["completion_ids"]
+    return {**rows, "KL_completion_ids": answers[-1:] + answers[:-1]}
+
+
+def pair_columns(row: dict[str, Any]) -> dict[str, list[int]]:
+    """prompt/chosen/rejected ids as the CPO/ORPO trainers' row: full sequences, masks, labels -100 on the prompt."""
+    prompt = list(row["prompt_ids"])
+    out = {"prompt_input_ids": prompt, "prompt_attention_mask": [1] * len(prompt)}
+    for side in ("chosen", "rejected"):
+        answer = list(row[f"{side}_ids"])
+        out[f"{side}_input_ids"] = prompt + answer
+        out[f"{side}_attention_mask"] = [1] * (len(prompt) + len(answer))
+        out[f"{side}_labels"] = [IGNORE_INDEX] * len(prompt) + answer
+    return out
+
+
+def reward_pair(row: dict[str, Any], **kwargs: Any) -> dict[str, list[int]]:
+    """A preference row as the two full sequences a reward model scores (``chosen_ids``, ``rejected_ids``)."""
+    ids = encode_pair(row, **kwargs)
+    prompt = ids["prompt_ids"]
+    return {"chosen_ids": prompt + ids["chosen_ids"], "rejected_ids": prompt + ids["rejected_ids"]}

@@ -2,8 +2,8 @@
 TRL 1.16's experimental ORPOTrainer and CPOTrainer (SimPO is CPO with ``loss_type="simpo"``).
 
 Both trainers tokenize strings themselves; kubetune hands them rows already encoded with its template and turns
-each into the columns their collator pads (:func:`trl_pair_columns`). See :mod:`kubetune.train.dpo` for the
-losses and how ``pref_ftx`` and ``dpo_label_smoothing`` apply.
+each into the columns their collator pads (:func:`kubetune.data.preference.pair_columns`). See
+:mod:`kubetune.train.dpo` for the losses and how ``pref_ftx`` and ``dpo_label_smoothing`` apply.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 from trl.experimental.cpo import CPOConfig, CPOTrainer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from kubetune.data.preference import encode_pair
-from kubetune.data.tokenize import IGNORE_INDEX
+from kubetune.data.preference import encode_pair, pair_columns
 from kubetune.train.checkpoints import AtomicCheckpointMixin
 from kubetune.train.context import TrainContext, TrainResult
 from kubetune.train.preference import encode_dataset, pair_kwargs
@@ -24,23 +23,11 @@ if TYPE_CHECKING:
     from kubetune.config import RuntimeConfig
 
 
-def trl_pair_columns(row: dict[str, Any]) -> dict[str, list[int]]:
-    """prompt/chosen/rejected ids as the CPO/ORPO row: full sequences, masks, labels -100 over the prompt."""
-    prompt = list(row["prompt_ids"])
-    out = {"prompt_input_ids": prompt, "prompt_attention_mask": [1] * len(prompt)}
-    for side in ("chosen", "rejected"):
-        answer = list(row[f"{side}_ids"])
-        out[f"{side}_input_ids"] = prompt + answer
-        out[f"{side}_attention_mask"] = [1] * (len(prompt) + len(answer))
-        out[f"{side}_labels"] = [IGNORE_INDEX] * len(prompt) + answer
-    return out
-
-
 class _EncodedRows:
     """Replaces the trainers' string tokenization: rows arrive as kubetune-encoded ids."""
 
     def tokenize_row(self, feature: dict[str, Any], model: Any = None) -> dict[str, list[int]]:
-        return trl_pair_columns(feature)
+        return pair_columns(feature)
 
 
 class KubetuneCPOTrainer(AtomicCheckpointMixin, _EncodedRows, CPOTrainer):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from trl import KTOConfig, KTOTrainer
 
-from kubetune.data.preference import encode_unpaired
+from kubetune.data.preference import encode_unpaired, with_kl_completions
 from kubetune.train.checkpoints import AtomicCheckpointMixin
 from kubetune.train.context import TrainContext, TrainResult
 from kubetune.train.preference import check_kto_tags, encode_dataset, load_reference, pair_kwargs
@@ -25,12 +25,6 @@ from kubetune.train.workflow import load_trainable, prepare_run, train_and_save
 
 if TYPE_CHECKING:
     from kubetune.config import RuntimeConfig
-
-
-def with_kl_completions(rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """One batch of rows plus ``KL_completion_ids``: each prompt paired with the previous row's answer."""
-    answers = rows["completion_ids"]
-    return {**rows, "KL_completion_ids": answers[-1:] + answers[:-1]}
 
 
 class KubetuneKTOTrainer(AtomicCheckpointMixin, KTOTrainer):

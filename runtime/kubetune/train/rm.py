@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import AutoModelForSequenceClassification
 from trl import RewardConfig, RewardTrainer
 
-from kubetune.data.preference import encode_pair
+from kubetune.data.preference import reward_pair
 from kubetune.train.checkpoints import AtomicCheckpointMixin
 from kubetune.train.context import TrainContext, TrainResult
 from kubetune.train.preference import encode_dataset, pair_kwargs
@@ -41,19 +41,12 @@ class KubetuneRewardTrainer(AtomicCheckpointMixin, RewardTrainer):
         return dataset
 
 
-def as_reward_rows(row: dict[str, Any], **kwargs: Any) -> dict[str, list[int]]:
-    """A preference row as the two full sequences the reward model scores."""
-    ids = encode_pair(row, **kwargs)
-    prompt = ids["prompt_ids"]
-    return {"chosen_ids": prompt + ids["chosen_ids"], "rejected_ids": prompt + ids["rejected_ids"]}
-
-
 def run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     """Train a reward model on ``cfg.data`` pairs (datasets with ``ranking: true``)."""
     run_ = prepare_run(cfg, RewardConfig, max_length=None, disable_dropout=True)
     kwargs = pair_kwargs(cfg, run_.tokenizer)
-    train = encode_dataset(run_.bundle.train, as_reward_rows, cfg, run_.tokenizer, **kwargs)
-    evals = encode_dataset(run_.bundle.eval, as_reward_rows, cfg, run_.tokenizer, **kwargs)
+    train = encode_dataset(run_.bundle.train, reward_pair, cfg, run_.tokenizer, **kwargs)
+    evals = encode_dataset(run_.bundle.eval, reward_pair, cfg, run_.tokenizer, **kwargs)
     model = load_trainable(cfg, run_, task="seq_cls", auto_class=AutoModelForSequenceClassification, num_labels=1)
     trainer = KubetuneRewardTrainer(model=model, args=run_.args, train_dataset=train, eval_dataset=evals,
                                     processing_class=run_.tokenizer)
