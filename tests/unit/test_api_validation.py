@@ -31,6 +31,8 @@ INVALID = [
     ("orpo-with-ref-model",
      make_finetunejob(stage="dpo", preference={"loss": "orpo", "refModel": {"uri": "hf://org/ref"}}),
      "spec.preference.refModel", "refModel cannot be used with loss orpo"),
+    ("ppo-on-two-gpus", make_finetunejob(stage="ppo", resources={"gpusPerNode": 2}),
+     "spec.resources", "stage ppo runs in one process"),
     ("kto-batch-of-one", make_finetunejob(stage="kto", training={"perDeviceBatchSize": 1}),
      "spec.training.perDeviceBatchSize", "stage kto needs training.perDeviceBatchSize of at least 2"),
     ("label-smoothing-half", make_finetunejob(stage="dpo", preference={"labelSmoothing": 0.5}),

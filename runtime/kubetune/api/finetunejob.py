@@ -403,6 +403,8 @@ class FineTuneJobSpec(Scheduling):
         CelRule("self.stage != 'ppo' || (has(self.ppo) && has(self.ppo.rewardModel))",
                 "stage ppo needs ppo.rewardModel (a reward model uri, fineTuneJobRef, modelExportRef or url)",
                 ".ppo"),
+        CelRule("self.stage != 'ppo' || (self.resources.nodes == 1 && self.resources.gpusPerNode <= 1)",
+                "stage ppo runs in one process: resources.nodes 1 and gpusPerNode at most 1", ".resources"),
         CelRule("!(self.stage in ['rm', 'dpo']) || self.datasets.all(d, d.ranking)",
                 "stage rm and dpo need preference data: set ranking: true on every dataset", ".datasets"),
         CelRule("self.stage != 'kto' || self.training.perDeviceBatchSize >= 2",
