@@ -12,36 +12,39 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint crds test test-unit test-integration controlplane cluster-up cluster-down demo clean
+.PHONY: help venv lint crds test test-unit test-integration controlplane cluster-up cluster-down cluster-status demo clean
 
 help:
 	@echo "make demo      train, export and serve a tiny model offline on CPU (examples/quickstart)"
 	@echo "make test      create the environment, lint, and run every test (builds the test control plane once)"
 	@echo "make lint      ruff, mypy, import contracts"
 	@echo "make crds      regenerate crds/ from the API types"
-	@echo "make cluster-up / cluster-down   a local kube-apiserver + etcd for people (prints KUBECONFIG)"
+	@echo "make cluster-up / cluster-down   a local etcd + kube-apiserver + controller-manager with the CRDs (prints KUBECONFIG)"
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE)/uv-$(UV_VERSION)
 	$(CACHE)/uv-$(UV_VERSION)/bin/pip install -q uv==$(UV_VERSION)
 
 # The venv is rebuilt when pyproject.toml changes; wheels come from uv's cache outside the clone.
+# Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE every process (CLI tests, torchrun workers) would
+# otherwise recompile torch and transformers from source, close to a minute each on a small machine.
 $(VENV)/.installed: pyproject.toml | $(UV)
 	@test -x $(BIN)/python || $(UV) venv -q -p $(PYTHON) $(VENV)
 	@start=$$(date +%s); \
-	$(UV) pip install -q -p $(BIN)/python -e ".[$(EXTRAS)]" && \
+	$(UV) pip install -q --compile-bytecode -p $(BIN)/python -e ".[$(EXTRAS)]" && \
 	echo "environment ready in $$(( $$(date +%s) - start ))s ($(VENV), extras $(EXTRAS))"
 	@touch $@
 
 venv: $(VENV)/.installed
 
 lint: venv
-	$(BIN)/ruff check runtime operator tests bench hack
+	$(BIN)/ruff check $(wildcard runtime operator tests bench hack)
 	$(BIN)/mypy runtime/kubetune/api
 	$(BIN)/lint-imports
 
 crds: venv
 	$(BIN)/kubetune crds --output-dir crds
+	$(BIN)/kubetune crds --output-dir manifests/crds
 
 controlplane:
 	bash hack/build-controlplane.sh
@@ -55,11 +58,16 @@ test-integration: venv controlplane
 test: lint controlplane
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
+# A detached etcd + kube-apiserver + kube-controller-manager with the CRDs installed; state and logs in
+# $(CACHE)/cluster. Prints the `export KUBECONFIG=...` line to use; cluster-down stops the recorded PIDs.
 cluster-up: venv controlplane
-	$(BIN)/python -m kubetune_testing.cluster up
+	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.cluster up
 
 cluster-down: venv
-	$(BIN)/python -m kubetune_testing.cluster down
+	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.cluster down
+
+cluster-status: venv
+	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.cluster status || true
 
 demo: venv
 	$(BIN)/python examples/quickstart/demo.py

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fixtures import cluster, namespace  # noqa: F401  (real control plane, session-wide)
+
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "tests" / "assets"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -56,6 +57,7 @@ def write_config(path: Path, model: Path, data: Path, **keys) -> Path:
         "gradient_checkpointing": False,
         **keys,
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -130,6 +132,8 @@ def test_pt_stage_packs_text(tiny_llama, data_dir, tmp_path, capsys):
     out = tmp_path / "out"
     printed = capsys.readouterr().out
     assert "stage     pt   method full" in printed
+    sequences = int(printed.split("data      ")[1].split()[0].replace(",", ""))
+    assert sequences < 48  # 48 short documents concatenated and cut into 32-token blocks
     manifest = check_artifact(out, expect_type="full-model")
     assert manifest.stage == "pt" and "model.safetensors" in manifest.files
     saved = yaml.safe_load((out / "kubetune-config.yaml").read_text())
@@ -154,15 +158,18 @@ def test_resume_after_sigkill_ends_with_the_same_steps(tiny_llama, data_dir, tmp
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         checkpoint = last_complete_checkpoint(out)
-        if checkpoint is not None and global_step_of(checkpoint) >= 6:
-            break
+        with contextlib.suppress(FileNotFoundError):  # rotation may delete it under our feet
+            if checkpoint is not None and global_step_of(checkpoint) >= 6:
+                break
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed: " + proc.stdout.read()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
     survivor = last_complete_checkpoint(out)
-    assert survivor is not None and 6 <= global_step_of(survivor) < steps
+    assert survivor is not None
+    survivor_step = global_step_of(survivor)
+    assert 6 <= survivor_step < steps
     # A checkpoint a crash left half-written (state, no completion marker) must never be resumed from.
     fake = out / f"checkpoint-{steps - 1}"
     fake.mkdir(exist_ok=True)
@@ -170,23 +177,24 @@ def test_resume_after_sigkill_ends_with_the_same_steps(tiny_llama, data_dir, tmp
 
     restarted = run_train(killed, "--no-progress")
     resumed_step = int(restarted.split("resuming from checkpoint-")[1].split()[0].rstrip(","))
-    assert 6 <= resumed_step < steps - 1
+    assert resumed_step == survivor_step
     assert not fake.exists()  # discarded before training wrote that step again
     assert global_step_of(tmp_path / "a" / "out") == global_step_of(out) == steps
     log_steps = [r["step"] for r in read_trainer_log(out) if "loss" in r]
     assert log_steps == list(range(1, steps + 1))  # one line per step, none twice
     # Same data order and RNG state after resume: the curves agree.
     assert losses(out) == pytest.approx(losses(tmp_path / "a" / "out"), abs=1e-4)
-    print(f"\nresume: uninterrupted {uninterrupted_s:.1f}s, killed after checkpoint {global_step_of(survivor)}, "
+    print(f"\nresume: uninterrupted {uninterrupted_s:.1f}s, killed after checkpoint {survivor_step}, "
           f"resumed from step {resumed_step}, final step {steps}")
 
 
 def test_ddp_two_processes_match_one(tiny_llama, data_dir, tmp_path):
     """Two gloo processes with batch 2 each see the same global batches as one process with batch 4.
 
-    Tolerance 2e-3 on every logged loss: both runs sum the same token losses in float32 but in a different order
-    (per-process partial sums, then an all-reduce), and pad their batches differently, so they agree to float32
-    rounding amplified over a few optimizer steps, not bit for bit.
+    Tolerance 1e-4 on every logged loss (observed: about 1e-6). Both runs sum the same token losses in float32 but
+    in a different order (per-process partial sums, then an all-reduce of losses and gradients) and pad their
+    batches to different lengths, so they agree to float32 rounding carried through six optimizer steps, not bit
+    for bit; a real divergence (wrong sharding, loss averaged per device instead of per token) is far larger.
     """
     keys = {"max_steps": 6, "save_steps": 100, "dataset": "toy_alpaca,toy_sharegpt", "learning_rate": 5e-3}
     one = write_config(tmp_path / "one" / "cfg.yaml", tiny_llama, data_dir, per_device_train_batch_size=4, **keys)
@@ -202,9 +210,9 @@ def test_ddp_two_processes_match_one(tiny_llama, data_dir, tmp_path):
     single, ddp = losses(tmp_path / "one" / "out"), losses(tmp_path / "two" / "out")
     assert len(single) == len(ddp) == 6
     diff = max(abs(a - b) for a, b in zip(single, ddp, strict=True))
-    print(f"\nddp: single {single_s:.1f}s losses {single}\n     2-proc {ddp_s:.1f}s losses {ddp}\n"
-          f"     max diff {diff:.2e}")
-    assert diff < 2e-3
+    print(f"\nddp: single {single_s:.1f}s losses {single}\n"
+          f"     2-proc {ddp_s:.1f}s losses {ddp}\n     max diff {diff:.2e}")
+    assert diff < 1e-4
     check_artifact(tmp_path / "two" / "out", expect_type="lora-adapter")
 
 

@@ -112,6 +112,8 @@ def test_deepspeed_config_rejects_bad_stages():
 
 
 def test_rendering_never_imports_deepspeed():
-    code = ("import sys; from kubetune.train.distributed import deepspeed_config; deepspeed_config(3, offload=True);"
-            "from kubetune.train.arguments import strategy_kwargs; assert 'deepspeed' not in sys.modules")
+    """The launcher side renders configs as plain data: no DeepSpeed (absent on CPU images), not even torch."""
+    code = ("import sys; from kubetune.train.distributed import deepspeed_config, fsdp_config, torchrun_argv;"
+            "deepspeed_config(3, offload=True); fsdp_config(['L'], offload=True, activation_checkpointing=True);"
+            "bad = {'deepspeed', 'torch', 'transformers'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

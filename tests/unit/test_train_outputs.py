@@ -154,3 +154,72 @@ def test_loss_plot(tmp_path):
     assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_loss([{"step": 1}], tmp_path / "none.png") is None
     assert smooth([1.0, 1.0, 1.0]) == pytest.approx([1.0, 1.0, 1.0])
+
+
+def cfg_of(tmp_path, **keys):
+    from kubetune.config import config_from_flat
+
+    return config_from_flat({"model_name_or_path": "m", "dataset": "d", "output_dir": str(tmp_path), **keys})
+
+
+def test_resume_auto_picks_last_complete_and_cleans_incomplete(tmp_path):
+    from kubetune.train.outputs import clean_output_dir, resume_checkpoint
+
+    make_checkpoint(tmp_path, 4)
+    make_checkpoint(tmp_path, 8, complete=False)
+    cfg = cfg_of(tmp_path)
+    assert cfg.run.resume == "auto"
+    assert clean_output_dir(cfg, tmp_path) == [tmp_path / "checkpoint-8"]
+    assert resume_checkpoint(cfg, tmp_path) == tmp_path / "checkpoint-4"
+
+
+def test_fresh_start_clears_the_previous_run(tmp_path):
+    from kubetune.artifacts import MANIFEST_NAME
+    from kubetune.train.outputs import clean_output_dir, resume_checkpoint
+
+    make_checkpoint(tmp_path, 4)
+    (tmp_path / "trainer_log.jsonl").write_text("{}\n")
+    (tmp_path / "notes.txt").write_text("mine")
+    cfg = cfg_of(tmp_path, resume="never")
+    assert resume_checkpoint(cfg, tmp_path) is None
+    clean_output_dir(cfg, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # only what kubetune wrote goes
+    (tmp_path / MANIFEST_NAME).write_text("{}")
+    with pytest.raises(Exception, match="already holds a finished artifact"):
+        clean_output_dir(cfg_of(tmp_path), tmp_path)
+    clean_output_dir(cfg_of(tmp_path, overwrite_output_dir=True), tmp_path)
+    assert not (tmp_path / MANIFEST_NAME).exists()
+
+
+def test_explicit_checkpoint_must_be_complete(tmp_path):
+    from kubetune.train.outputs import OutputError, resume_checkpoint
+
+    good, bad = make_checkpoint(tmp_path, 2), make_checkpoint(tmp_path, 3, complete=False)
+    assert resume_checkpoint(cfg_of(tmp_path, resume_from_checkpoint=str(good)), tmp_path) == good
+    with pytest.raises(OutputError, match="not a complete checkpoint"):
+        resume_checkpoint(cfg_of(tmp_path, resume_from_checkpoint=str(bad)), tmp_path)
+
+
+def test_manifest_identity_from_the_run_config(tmp_path):
+    from kubetune.train.outputs import manifest_for
+
+    cfg = cfg_of(tmp_path, finetuning_type="qlora", quantization_bit=4, created_by_kind="FineTuneJob",
+                 created_by_name="support", created_by_namespace="team-a", created_by_uid="1234",
+                 base_model_uri="hf://org/base", base_model_revision="v1")
+    manifest = manifest_for(cfg, {"train_loss": 1.5, "epoch": 1.0})
+    assert manifest.artifact_type == "lora-adapter" and manifest.method == "qlora" and manifest.stage == "sft"
+    assert manifest.quantization.bits == 4 and manifest.base_model.uri == "hf://org/base"
+    assert manifest.created_by.name == "support" and manifest.created_by.uid == "1234"
+    assert manifest.metrics == {"train_loss": 1.5, "epoch": 1.0}
+    full = manifest_for(cfg_of(tmp_path, finetuning_type="freeze"), {})
+    assert full.artifact_type == "full-model" and full.base_model.uri == "m"
+
+
+def test_cli_adds_a_file_sink_for_progress_file(tmp_path):
+    from kubetune.train.cli import progress_sinks
+
+    sinks = progress_sinks(cfg_of(tmp_path, progress_file=str(tmp_path / "status.json")))
+    files = [s for s in sinks if isinstance(s, JsonFileSink)]
+    assert [s.path for s in files] == [tmp_path / "status.json"]
+    files[0].update({"step": 1})
+    assert json.loads((tmp_path / "status.json").read_text()) == {"step": 1}

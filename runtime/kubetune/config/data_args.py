@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kubetune.config.base import ConfigGroup, FloatList, StrList
 
@@ -104,6 +104,17 @@ class DataConfig(ConfigGroup):
     bad_rows: Literal["fail", "skip"] = Field(
         "fail", description="fail on the first malformed row (file, row, field), or skip and count them (kubetune)."
     )
+
+    @field_validator("template")
+    @classmethod
+    def _registered_template(cls, value: str | None) -> str | None:
+        """Catch a misspelled template when the config is read, not after the model has loaded."""
+        from kubetune.data.templates.registry import template_names  # torch-free table
+
+        if value is not None and value not in template_names():
+            raise ValueError(f"unknown template {value!r}; known: {', '.join(template_names())} "
+                             "(or leave it unset to use the tokenizer's chat_template)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from kubetune.model.adapters import loraplus_optimizer
 from kubetune.train.callbacks import ConsoleProgressCallback, TrainerLogCallback
@@ -53,8 +53,9 @@ def kubetune_callbacks(output_dir: str | Path, sinks: Sequence[ProgressSink], in
 
 
 def install_callbacks(trainer: Trainer, callbacks: Sequence[TrainerCallback]) -> None:
-    """Add kubetune's callbacks; our bar replaces transformers' (which shows no loss) when both would run."""
-    if any(isinstance(cb, ConsoleProgressCallback) for cb in callbacks):
-        trainer.remove_callback(ProgressCallback)
+    """Add kubetune's callbacks in place of transformers' console output (a bar without the loss, or log dicts
+    printed line by line): the metrics go to trainer_log.jsonl and, with the console on, into our bar."""
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
     for callback in callbacks:
         trainer.add_callback(callback)

@@ -34,12 +34,22 @@ def estimated_steps(args: Any, batches_per_epoch: int) -> int:
     return math.ceil(args.num_train_epochs * updates)
 
 
-def plan_text(cfg: RuntimeConfig, model: Any, args: Any, steps: int, examples: int, resume: Path | None) -> str:
+def strategy_in_use(trainer: Any) -> str:
+    """What accelerate actually set up (not merely what the config asked for)."""
+    if trainer.is_fsdp_enabled:
+        return "fsdp"
+    if trainer.is_deepspeed_enabled:
+        return "deepspeed"
+    return "ddp" if trainer.args.world_size > 1 else "single process"
+
+
+def plan_text(cfg: RuntimeConfig, trainer: Any, steps: int, examples: int, resume: Path | None) -> str:
     """The short plan printed before training starts."""
+    model, args = trainer.model, trainer.args
     trainable, total = count_parameters(model)
     device = args.device.type
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    strategy = cfg.distributed.strategy or ("ddp" if args.world_size > 1 else "single process")
+    strategy = strategy_in_use(trainer)
     lines = [
         f"model     {cfg.model.model_name_or_path}",
         f"stage     {cfg.stage}   method {cfg.method.finetuning_type}   precision {precision_of(cfg.training)}",
@@ -77,7 +87,7 @@ def prepare_run(cfg: RuntimeConfig, config_cls: type[Any] | None = None, **extra
     if args.should_save:
         output_dir.mkdir(parents=True, exist_ok=True)
         clean_output_dir(cfg, output_dir)
-    with args.main_process_first(desc="output directory"):
+    with args.main_process_first(local=False, desc="output directory"):  # rank 0 has cleaned it
         resume = resume_checkpoint(cfg, output_dir)
     set_seed(args.seed)  # adapters are initialised before the Trainer seeds anything
 
@@ -103,7 +113,7 @@ def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: Pre
                                                   cfg.run.progress_interval_s, ctx.console and not args.disable_tqdm))
     if main:
         steps = estimated_steps(args, len(trainer.get_train_dataloader()))
-        ctx.say(plan_text(cfg, trainer.model, args, steps, examples, run.resume))
+        ctx.say(plan_text(cfg, trainer, steps, examples, run.resume))
 
     output = trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
     metrics = dict(output.metrics)

@@ -122,7 +122,7 @@ def run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
         shell.state.max_steps = steps
     install_callbacks(shell, kubetune_callbacks(run_.output_dir, ctx.sinks, cfg.run.progress_interval_s,
                                                 ctx.console and not args.disable_tqdm))
-    ctx.say(plan_text(cfg, policy, args, shell.state.max_steps, len(prompts), run_.resume))
+    ctx.say(plan_text(cfg, shell, shell.state.max_steps, len(prompts), run_.resume))
     metrics = train_loop(shell, ref, scorer, prompts, tokenizer, s)
     save_final(shell, cfg, run_.output_dir, metrics)
     return TrainResult(output_dir=run_.output_dir, artifact_type=artifact_type(cfg.method.finetuning_type),

@@ -1,0 +1,88 @@
+"""What every reconciler shares: the context (client, settings, clock, locks), fetching references, applying
+children and writing status with Events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubetune_operator.kinds import FINETUNEJOB, MODELEXPORT, Resource
+from kubetune_operator.kube import Kube
+from kubetune_operator.resolve import FINETUNEJOB as FTJ_KIND
+from kubetune_operator.resolve import Ref
+from kubetune_operator.settings import RenderSettings
+from kubetune_operator.status.common import Rejection, status_patch, transition_events
+
+log = logging.getLogger("kubetune.operator")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KeyedLocks:
+    """One lock per object, so two triggers never reconcile the same object at once."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+
+    def __call__(self, kind: str, namespace: str, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault((kind, namespace, name), threading.Lock())
+
+
+@dataclass
+class Context:
+    kube: Kube
+    settings: RenderSettings
+    now: Callable[[], str] = utc_now
+    locks: KeyedLocks = field(default_factory=KeyedLocks)
+
+
+def fetch_refs(ctx: Context, namespace: str, refs: Iterable[Ref]) -> dict[Ref, dict[str, Any] | None]:
+    """The referenced kubetune objects (None for those that do not exist)."""
+    out: dict[Ref, dict[str, Any] | None] = {}
+    for ref in refs:
+        if ref not in out:
+            resource = FINETUNEJOB if ref[0] == FTJ_KIND else MODELEXPORT
+            out[ref] = ctx.kube.get(resource, namespace, ref[1])
+    return out
+
+
+def apply_all(ctx: Context, manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Server-side apply each child in order; returns the applied objects by kind."""
+    return {m["kind"]: ctx.kube.apply(m) for m in manifests}
+
+
+def write_status(ctx: Context, resource: Resource, body: dict[str, Any], new: dict[str, Any],
+                 owned: tuple[str, ...], now: str) -> bool:
+    """Patch the owned status keys that changed and post Events for transitions. Returns whether it patched."""
+    prev = body.get("status") or {}
+    patch = status_patch(prev, new, owned)
+    if not patch:
+        return False
+    meta = body["metadata"]
+    ctx.kube.patch_status(resource, meta["namespace"], meta["name"], patch)
+    for event in transition_events(prev, new):
+        ctx.kube.post_event(body, type_=event.type, reason=event.reason, message=event.message, now=now)
+    log.info("%s %s/%s: %s", resource.kind, meta["namespace"], meta["name"],
+             ", ".join(f"{k}={v}" for k, v in patch.items() if k in ("phase", "reason", "restarts")) or "status")
+    return True
+
+
+def finished(ctx: Context, resource: Resource, body: dict[str, Any]) -> None:
+    """A finished run acts on nothing new, but still records that it saw the latest generation."""
+    generation = body["metadata"].get("generation")
+    if (body.get("status") or {}).get("observedGeneration") != generation:
+        meta = body["metadata"]
+        ctx.kube.patch_status(resource, meta["namespace"], meta["name"], {"observedGeneration": generation})
+
+
+def parse_error(kind: str, exc: Exception) -> Rejection:
+    """A body the API types reject (the CRD should have caught it; an older CRD version may not have)."""
+    return Rejection("InvalidSpec", f"{kind} does not match the kubetune API: {exc}")

@@ -1,0 +1,119 @@
+"""InferenceService: resolve model and adapters, check they fit together, apply Deployment + Service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubetune.api.common import ArtifactType
+from kubetune.api.conditions import Reason
+from kubetune.api.inferenceservice import InferenceService
+from kubetune.uris import UriError
+from kubetune_operator.kinds import DEPLOYMENT, INFERENCESERVICE
+from kubetune_operator.kube import Invalid
+from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, parse_error, write_status
+from kubetune_operator.render import pods
+from kubetune_operator.render.serving import ServingInputs, render_serving, selector, url
+from kubetune_operator.resolve import Artifact, Ref, first_unresolved, ref_of, resolve_source, same_uri
+from kubetune_operator.status.common import Rejection
+from kubetune_operator.status.serving import ServingObservation, derive_inferenceservice_status
+
+OWNED = ("observedGeneration", "phase", "reason", "message", "conditions", "url", "servedModels", "replicas",
+         "readyReplicas", "selector", "resolvedModel", "resolvedAdapters", "deployment")
+WRONG_ARTIFACT_TYPE = "WrongArtifactType"
+
+
+def references(isvc: InferenceService) -> list[Ref]:
+    sources = [isvc.spec.model, *(isvc.spec.adapters or [])]
+    return [ref for ref in map(ref_of, sources) if ref is not None]
+
+
+def served_name(body: dict[str, Any], isvc: InferenceService) -> str:
+    return isvc.spec.served_model_name or body["metadata"]["name"]
+
+
+def serving_inputs(name: str, model: Artifact, adapters: list[tuple[str, Artifact]]) -> ServingInputs | Rejection:
+    """Decide what the server loads, or why it cannot.
+
+    A model that is a LoRA adapter (a FineTuneJob's output) is served as its base with the adapter answering to
+    ``<name>``. Every referenced adapter must be a lora-adapter whose recorded base is the served model (or the
+    model the served one was exported from).
+    """
+    loaded: list[tuple[str, str]] = []
+    model_uri, default_adapter = model.uri, None
+    if model.artifact_type == ArtifactType.LORA_ADAPTER:
+        if not model.base_model_uri:
+            return Rejection(WRONG_ARTIFACT_TYPE, f"{model.origin_text} is an adapter without a recorded base model")
+        model_uri, default_adapter = model.base_model_uri, model.uri
+    bases = {u.rstrip("/") for u in (model_uri, model.base_model_uri if model_uri == model.uri else None) if u}
+    for adapter_name, art in adapters:
+        if art.origin and art.artifact_type != ArtifactType.LORA_ADAPTER:
+            return Rejection(WRONG_ARTIFACT_TYPE, f"adapter {adapter_name!r}: {art.origin_text} wrote a "
+                             f"{art.artifact_type}, not a lora-adapter; serve it as spec.model instead")
+        if art.base_model_uri and not any(same_uri(art.base_model_uri, b) for b in bases):
+            return Rejection(Reason.ADAPTER_BASE_MISMATCH, f"adapter {adapter_name!r} ({art.origin_text or art.uri}) "
+                             f"was trained on {art.base_model_uri}, but this service serves {model_uri}")
+        loaded.append((adapter_name, art.uri))
+    return ServingInputs(model_uri=model_uri, name=name, adapters=tuple(loaded), default_adapter=default_adapter)
+
+
+def reconcile_inferenceservice(ctx: Context, namespace: str, name: str) -> None:
+    with ctx.locks("InferenceService", namespace, name):
+        body = ctx.kube.get(INFERENCESERVICE, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        _reconcile(ctx, body)
+
+
+def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    now = ctx.now()
+    base: dict[str, Any] = {"generation": meta.get("generation", 1), "now": now, "selector": selector(body)}
+    try:
+        isvc = InferenceService.model_validate(body)
+    except ValidationError as exc:
+        obs = ServingObservation(**base, rejection=parse_error("InferenceService", exc))
+        write_status(ctx, INFERENCESERVICE, body, derive_inferenceservice_status(body.get("status"), obs), OWNED, now)
+        return
+    fetched = fetch_refs(ctx, meta["namespace"], references(isvc))
+    model = resolve_source(isvc.spec.model, fetched)
+    adapters = [(a.name, resolve_source(a, fetched)) for a in isvc.spec.adapters or []]
+    deployment = ctx.kube.get(DEPLOYMENT, meta["namespace"], meta["name"])
+    unresolved = first_unresolved([model, *(r for _, r in adapters)])
+    if unresolved is not None:
+        obs = ServingObservation(**base, unresolved=unresolved, deployment=deployment)
+    else:
+        assert isinstance(model, Artifact)
+        inputs = serving_inputs(served_name(body, isvc), model, [(n, a) for n, a in adapters
+                                                                 if isinstance(a, Artifact)])
+        obs = _deploy(ctx, body, isvc, inputs, base, deployment)
+    write_status(ctx, INFERENCESERVICE, body, derive_inferenceservice_status(body.get("status"), obs), OWNED, now)
+
+
+def _deploy(ctx: Context, body: dict[str, Any], isvc: InferenceService, inputs: ServingInputs | Rejection,
+            base: dict[str, Any], deployment: dict[str, Any] | None) -> ServingObservation:
+    if isinstance(inputs, Rejection):
+        return ServingObservation(**base, rejection=inputs, deployment=deployment)
+    try:
+        for uri in (inputs.model_uri, inputs.default_adapter, *(u for _, u in inputs.adapters)):
+            if uri:
+                pods.pod_path(uri)
+        deployment = apply_all(ctx, render_serving(body, isvc, inputs, ctx.settings))["Deployment"]
+    except (UriError, Invalid) as exc:
+        return ServingObservation(**base, rejection=Rejection("InvalidSpec", str(exc)), deployment=deployment)
+    return ServingObservation(
+        **base, url=url(body, isvc.spec.port), served_models=tuple(inputs.served_models(isvc.spec.engine.backend)),
+        resolved_model={"uri": inputs.model_uri, **({"source": _origin(isvc)} if _origin(isvc) else {})},
+        resolved_adapters=tuple({"name": n, "uri": u} for n, u in _served_adapters(inputs)),
+        deployment_name=body["metadata"]["name"], deployment=deployment,
+    )
+
+
+def _origin(isvc: InferenceService) -> str | None:
+    ref = ref_of(isvc.spec.model)
+    return f"{ref[0]}/{ref[1]}" if ref else None
+
+
+def _served_adapters(inputs: ServingInputs) -> list[tuple[str, str]]:
+    return ([(inputs.name, inputs.default_adapter)] if inputs.default_adapter else []) + list(inputs.adapters)

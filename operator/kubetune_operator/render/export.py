@@ -1,0 +1,122 @@
+"""ModelExport -> ConfigMap (export.yaml) + a batch/v1 Job running ``kubetune export /etc/kubetune/export.yaml``.
+
+export.yaml is the ModelExport itself with references replaced by the URIs they resolved to, so the pod needs no
+API access to find its inputs and the export runs exactly as ``kubetune export`` runs the same file locally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from kubetune.api.modelexport import ModelExport
+from kubetune_operator.meta import child_labels, child_metadata
+from kubetune_operator.render import pods
+from kubetune_operator.settings import RenderSettings
+
+CONFIG_KEY = "export.yaml"
+CONTAINER = "export"
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    """The concrete model (and adapter) to export and the fresh output directory."""
+
+    model_uri: str
+    output_uri: str  # <output.uri>/<name>-<uid8>/
+    adapter_uri: str | None = None
+
+
+def job_name(name: str) -> str:
+    return f"{name}-export"
+
+
+def config_map_name(name: str) -> str:
+    return f"{name}-export-config"
+
+
+def export_document(parent: dict[str, Any], mexp: ModelExport, inputs: ExportInputs) -> dict[str, Any]:
+    """The ModelExport the pod runs, with its source rewritten to concrete URIs.
+
+    ``kubetune export`` takes this file as it takes a ModelExport on a laptop: it resolves ``pvc://`` under
+    /mnt/pvc, writes ``<output.uri>/<name>-<uid8>/`` and records the object in the artifact manifest.
+    """
+    spec = mexp.spec.wire()
+    model: dict[str, Any] = {"uri": inputs.model_uri}
+    given = mexp.spec.source.model
+    if given is not None and given.credentials_secret_ref is not None:
+        model["credentialsSecretRef"] = given.credentials_secret_ref.wire()
+    spec["source"] = {"model": model, **({"adapter": {"uri": inputs.adapter_uri}} if inputs.adapter_uri else {})}
+    meta = parent["metadata"]
+    return {
+        "apiVersion": parent["apiVersion"],
+        "kind": parent["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+        "spec": spec,
+    }
+
+
+def _read_uris(mexp: ModelExport, inputs: ExportInputs) -> list[str]:
+    uris = [inputs.model_uri, inputs.adapter_uri]
+    quant = mexp.spec.quantization
+    if quant and quant.calibration:
+        uris.append(quant.calibration.uri)
+    return [u for u in uris if u]
+
+
+def render_export(parent: dict[str, Any], mexp: ModelExport, inputs: ExportInputs,
+                  settings: RenderSettings) -> list[dict[str, Any]]:
+    """The ConfigMap and the Job, in apply order."""
+    name = parent["metadata"]["name"]
+    spec = mexp.spec
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": child_metadata(parent, config_map_name(name)),
+        "data": {CONFIG_KEY: yaml.safe_dump(export_document(parent, mexp, inputs), sort_keys=False)},
+    }
+    volumes, mounts = pods.volumes_and_mounts(config_map_name(name), CONFIG_KEY,
+                                              pods.claims(_read_uris(mexp, inputs), [inputs.output_uri]),
+                                              spec.shm_size)
+    source_model = spec.source.model
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image or settings.runtime_image,
+        "command": ["kubetune", "export", f"{pods.CONFIG_DIR}/{CONFIG_KEY}"],
+        "env": pods.plain_env({
+            "KUBETUNE_MODELEXPORT": name,
+            "KUBETUNE_NAMESPACE": parent["metadata"]["namespace"],
+            "KUBETUNE_OWNER_UID": parent["metadata"]["uid"],
+            "KUBETUNE_OUTPUT_URI": inputs.output_uri,
+            "PYTHONUNBUFFERED": "1",
+        }) + pods.secret_env("HF_TOKEN", source_model.credentials_secret_ref if source_model else None),
+        "volumeMounts": mounts,
+        "securityContext": pods.security_context(),
+    }
+    if settings.image_pull_policy:
+        container["imagePullPolicy"] = settings.image_pull_policy
+    res = pods.resources(spec.resources.requests, spec.resources.limits, spec.resources.gpus,
+                         spec.resources.gpu_resource_name)
+    if res:
+        container["resources"] = res
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": child_metadata(parent, job_name(name), queue_name=spec.queue_name),
+        "spec": {
+            "backoffLimit": spec.backoff_limit,
+            "template": {
+                "metadata": {"labels": child_labels(parent)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": spec.service_account_name or settings.runtime_service_account,
+                    "containers": [container],
+                    "volumes": volumes,
+                    **pods.scheduling(spec),
+                },
+            },
+        },
+    }
+    return [config_map, job]

@@ -1,0 +1,48 @@
+"""Integration fixtures: the operator from manifests/, running in-process as its own ServiceAccount."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.cluster import Cluster
+from tests.support.operator import RunningOperator, install_manifests, start_operator
+
+
+class OperatorHandle:
+    """The session's operator; ``restart()`` stops it and starts a fresh process-equivalent (new registry,
+    new kopf state) against the same cluster."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self.current: RunningOperator | None = None
+
+    def start(self) -> None:
+        self.current = start_operator(self.cluster)
+
+    def stop(self) -> None:
+        if self.current:
+            self.current.stop()
+            self.current = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def operator_installed(cluster: Cluster) -> Cluster:
+    install_manifests(cluster)
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def operator(operator_installed: Cluster) -> Iterator[OperatorHandle]:
+    """One operator per test module, so modules that do not ask for it never see it reconcile their objects."""
+    handle = OperatorHandle(operator_installed)
+    handle.start()
+    try:
+        yield handle
+    finally:
+        handle.stop()

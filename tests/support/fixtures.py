@@ -1,0 +1,32 @@
+"""pytest fixtures for the real control plane; tests/conftest.py re-exports them for every test directory.
+
+- ``cluster`` (session): one etcd + kube-apiserver + kube-controller-manager per pytest session, with crds/ and
+  the Kubeflow PyTorchJob CRD installed and Established. Yields a :class:`tests.support.cluster.Cluster`.
+- ``namespace`` (function): a fresh namespace per test, deleted afterwards (without waiting).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.cluster import Cluster, start_cluster
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    handle = start_cluster(tmp_path_factory.mktemp("controlplane"))
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    slug = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = cluster.create_namespace(f"t-{slug}-{abs(hash(request.node.nodeid)) % 10**6}")
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
