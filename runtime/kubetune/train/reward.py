@@ -122,11 +122,11 @@ class HttpScorer:
 
 
 def model_scorer(path: str | Path, base_model: str | None = None, template: str | None = None,
-                 max_length: int = 2048) -> ModelScorer:
+                 max_length: int = 2048, dtype: torch.dtype = torch.float32) -> ModelScorer:
     """A ModelScorer for a reward model directory, with its own tokenizer and template where it recorded one."""
     from transformers import AutoTokenizer
 
-    model = load_reward_model(path, base_model)
+    model = load_reward_model(path, base_model, dtype)
     tokenizer_dir = path if (Path(path) / "tokenizer_config.json").is_file() else (base_model or path)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     if tokenizer.pad_token is None:

@@ -26,6 +26,8 @@ from transformers import TrainerState
 
 from kubetune.data.preference import encode_prompt
 from kubetune.data.templates import resolve_template
+from kubetune.model.loader import DTYPES
+from kubetune.train.arguments import precision_of
 from kubetune.train.context import TrainContext, TrainResult
 from kubetune.train.outputs import artifact_type, save_final
 from kubetune.train.ppo.algorithm import KLController
@@ -49,7 +51,8 @@ def make_scorer(cfg: RuntimeConfig, device: torch.device) -> RewardScorer:
         return HttpScorer(pref.reward_model)
     base = cfg.model.model_name_or_path if is_adapter(pref.reward_model) else None
     scorer = model_scorer(pref.reward_model, base_model=base, template=cfg.data.template,
-                          max_length=cfg.data.cutoff_len + cfg.generation.max_new_tokens)
+                          max_length=cfg.data.cutoff_len + cfg.generation.max_new_tokens,
+                          dtype=DTYPES[precision_of(cfg.training)])
     scorer.model.to(device)
     return scorer
 
