@@ -191,7 +191,8 @@ def test_dpo_family_raises_heldout_margin(case, tiny_llama, data_dir, tmp_path):
     log = step_records(out)
     assert [r["step"] for r in log] == list(range(1, 7))
     assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(log[-1])
-    assert check_artifact(out, verify_files=True).stage == "dpo"
+    manifest = check_artifact(out, verify_files=True)
+    assert manifest.stage == "dpo" and not any(f.startswith("ref/") for f in manifest.files)  # no reference copy
 
 
 def test_kto_raises_heldout_margin(tiny_llama, data_dir, tmp_path):

@@ -30,14 +30,14 @@ from trl import DPOConfig, DPOTrainer
 from kubetune.data.preference import encode_pair
 from kubetune.train.checkpoints import AtomicCheckpointMixin
 from kubetune.train.context import TrainContext, TrainResult
-from kubetune.train.preference import encode_dataset, load_reference, pair_kwargs
+from kubetune.train.preference import SavesTrainedAdapterOnly, encode_dataset, load_reference, pair_kwargs
 from kubetune.train.workflow import load_trainable, prepare_run, train_and_save
 
 if TYPE_CHECKING:
     from kubetune.config import PreferenceConfig, RuntimeConfig
 
 
-class KubetuneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
+class KubetuneDPOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, DPOTrainer):
     """DPOTrainer over rows kubetune already encoded (``prompt_ids``/``chosen_ids``/``rejected_ids``)."""
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:

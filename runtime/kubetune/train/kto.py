@@ -20,14 +20,20 @@ from trl import KTOConfig, KTOTrainer
 from kubetune.data.preference import encode_unpaired, with_kl_completions
 from kubetune.train.checkpoints import AtomicCheckpointMixin
 from kubetune.train.context import TrainContext, TrainResult
-from kubetune.train.preference import check_kto_tags, encode_dataset, load_reference, pair_kwargs
+from kubetune.train.preference import (
+    SavesTrainedAdapterOnly,
+    check_kto_tags,
+    encode_dataset,
+    load_reference,
+    pair_kwargs,
+)
 from kubetune.train.workflow import load_trainable, prepare_run, train_and_save
 
 if TYPE_CHECKING:
     from kubetune.config import RuntimeConfig
 
 
-class KubetuneKTOTrainer(AtomicCheckpointMixin, KTOTrainer):
+class KubetuneKTOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, KTOTrainer):
     """KTOTrainer over kubetune-encoded rows, with atomic checkpoints and the optional SFT term."""
 
     def __init__(self, *args: Any, ftx: float = 0.0, **kwargs: Any) -> None:

@@ -20,6 +20,17 @@ if TYPE_CHECKING:
     from kubetune.train.workflow import PreparedRun
 
 
+class SavesTrainedAdapterOnly:
+    """Mixin for TRL's DPO and KTO trainers. With a LoRA policy they keep a frozen copy of the starting adapter,
+    named ``ref``, as the reference; checkpoints keep it, the final artifact holds the trained adapter only."""
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        model = self.accelerator.unwrap_model(self.model)  # type: ignore[attr-defined]
+        if not _internal_call and "ref" in getattr(model, "peft_config", {}):
+            model.delete_adapter("ref")
+        super().save_model(output_dir, _internal_call)  # type: ignore[misc]
+
+
 def encode_dataset(dataset: Any, encoder: Callable[..., dict[str, Any]], cfg: RuntimeConfig, tokenizer: Any,
                    **kwargs: Any) -> Any:
     """Map the conversational rows of ``dataset`` through ``encoder(row, template, tokenizer, ...)``.
