@@ -1,0 +1,69 @@
+"""`kubetune export FILE [key=value ...]`: FILE is a runtime config (LLaMA-Factory keys) or a ModelExport."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from kubetune.api.modelexport import ModelExport
+from kubetune.artifacts import ArtifactError, CreatedBy
+from kubetune.cli.configfile import ConfigError, fail, is_custom_resource, read_document, validate
+from kubetune.export.config import ExportConfig, default_resolver, resolve_modelexport
+from kubetune.uris import UriError
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    del command
+    parser.add_argument("file", help="export config (LLaMA-Factory keys) or a ModelExport resource (YAML)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys (flat configs)")
+    parser.add_argument("--pvc-root", help="directory holding pvc://<claim>/ paths (default /mnt/pvc)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty export directory")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """``["export_size=2", "template=qwen"]`` -> ``{"export_size": 2, "template": "qwen"}`` (values as YAML)."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {pair!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def load_export(args: argparse.Namespace) -> tuple[ExportConfig, CreatedBy | None]:
+    """The typed export config and provenance described by the command line."""
+    doc = read_document(args.file)
+    if is_custom_resource(doc):
+        if doc.data.get("kind") != "ModelExport":
+            raise fail(doc, "kind", f"expected ModelExport (or a flat export config), got {doc.data.get('kind')!r}")
+        mexp = validate(ModelExport, doc.data, doc)
+        config = resolve_modelexport(mexp, default_resolver(args.file, args.pvc_root))
+        meta = mexp.metadata
+        created_by = CreatedBy(kind="ModelExport", name=meta.get("name"), namespace=meta.get("namespace"),
+                               uid=meta.get("uid"))
+        return config.model_copy(update={"overwrite": args.overwrite}), created_by
+    data = {**doc.data, **parse_overrides(args.overrides)}
+    if args.overwrite:
+        data["overwrite"] = True
+    return validate(ExportConfig, data, doc), None
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    del command
+    from kubetune.export.merge import ExportError
+    from kubetune.export.pipeline import run_export
+    from kubetune.export.quantize import QuantizationUnavailable
+
+    try:
+        config, created_by = load_export(args)
+        run_export(config, created_by=created_by, strict_manifests=created_by is not None)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (UriError, ValueError, ExportError, ArtifactError, QuantizationUnavailable, OSError) as exc:
+        print(f"kubetune export: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,79 @@
+"""The export pipeline: check inputs, merge, quantize, move into place, write the manifest last.
+
+Work happens in a hidden sibling ``.<export_dir>.partial`` directory that is renamed onto ``export_dir`` when
+complete, so an interrupted export never leaves a directory that looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from kubetune.artifacts import ArtifactManifest, BaseModelInfo, CreatedBy, QuantInfo, write_manifest
+from kubetune.export.config import ExportConfig
+from kubetune.export.merge import ExportError, check_adapter, merge_lora, refuse_quantized_base
+from kubetune.export.quantize import check_available, quantize
+
+
+def _prepare_output(out: Path, overwrite: bool) -> Path:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ExportError(f"{out} exists and is not empty; choose a new export_dir (or pass --overwrite)")
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _move_into_place(src: Path, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    os.replace(src, out)
+
+
+def run_export(config: ExportConfig, *, created_by: CreatedBy | None = None,
+               strict_manifests: bool = False) -> ArtifactManifest:
+    """Run one export described by ``config`` and return the manifest written into ``config.export_dir``.
+
+    Args:
+        config: what to export.
+        created_by: provenance recorded in the manifest (the ModelExport object, when there is one).
+        strict_manifests: require every adapter to carry a kubetune manifest (always true for custom resources;
+            plain PEFT directories from other tools pass otherwise).
+    Raises:
+        ExportError, ArtifactError, QuantizationUnavailable: with a message saying what to change.
+    """
+    refuse_quantized_base(config.model_name_or_path)
+    adapter_manifests = [check_adapter(a, strict=strict_manifests) for a in config.adapter_name_or_path]
+    if config.quantization:
+        check_available(config.quantization[0])  # fail before the (long) merge, not after it
+    out = Path(config.export_dir)
+    staging = _prepare_output(out, config.overwrite)
+    merged = staging / "merged"
+    merge_lora(config.model_name_or_path, config.adapter_name_or_path, merged, config.infer_dtype,
+               max_shard_size=config.shard_size, device=config.export_device, template=config.template,
+               strict_manifests=strict_manifests, trust_remote_code=config.trust_remote_code)
+    result = merged
+    if config.quantization:
+        method, bits = config.quantization
+        result = staging / "quantized"
+        quantize(method, merged, result, bits=bits, group_size=config.export_quantization_group_size,
+                 calibration_file=config.export_quantization_dataset,
+                 samples=config.export_quantization_nsamples, max_length=config.export_quantization_maxlen,
+                 max_shard_size=config.shard_size)
+    _move_into_place(result, out)
+    shutil.rmtree(staging, ignore_errors=True)
+    first = next((m for m in adapter_manifests if m is not None), None)
+    base_uri = config.base_model_uri or (first.base_model.uri if first else None) or config.model_name_or_path
+    manifest = ArtifactManifest(
+        artifact_type="full-model",
+        base_model=BaseModelInfo(uri=base_uri, revision=first.base_model.revision if first else None),
+        stage=first.stage if first else None,
+        method=first.method if first else None,
+        quantization=QuantInfo(method=config.quantization[0], bits=config.quantization[1])
+        if config.quantization else None,
+        created_by=created_by or CreatedBy(),
+    )
+    written = write_manifest(out, manifest)
+    print(f"exported {out} ({len(written.files)} files; manifest written)")
+    return written

@@ -1,0 +1,97 @@
+"""`kubetune serve FILE` (alias `api`): FILE is a runtime config (LLaMA-Factory keys) or an InferenceService.
+
+Endpoint settings come from flags, else LLaMA-Factory's API_HOST / API_PORT / API_KEY / API_MODEL_NAME
+variables, else the file. ``infer_backend: vllm`` (or ``engine.backend: vllm``) runs vLLM's own server instead
+of the in-process engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from kubetune.api.inferenceservice import InferenceService
+from kubetune.cli.configfile import ConfigError, fail, is_custom_resource, read_document, validate
+from kubetune.export.cli import parse_overrides
+from kubetune.export.config import default_resolver
+from kubetune.serve.config import ServeConfig, apply_endpoint_overrides, resolve_inferenceservice
+from kubetune.uris import UriError
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    del command
+    parser.add_argument("file", help="serve config (LLaMA-Factory keys) or an InferenceService resource (YAML)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys (flat configs)")
+    parser.add_argument("--host", help="bind address (env API_HOST; default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port (env API_PORT; default 8000)")
+    parser.add_argument("--api-key", help="require this Bearer key (env API_KEY)")
+    parser.add_argument("--served-model-name", help="OpenAI name of the model (env API_MODEL_NAME)")
+    parser.add_argument("--pvc-root", help="directory holding pvc://<claim>/ paths (default /mnt/pvc)")
+
+
+def read_serve_config(file: str, overrides: list[str], pvc_root: str | None = None) -> ServeConfig:
+    """The serve config in ``file`` (flat config with ``key=value`` overrides, or an InferenceService)."""
+    doc = read_document(file)
+    if is_custom_resource(doc):
+        if doc.data.get("kind") != "InferenceService":
+            raise fail(doc, "kind", f"expected InferenceService (or a flat serve config), got {doc.data.get('kind')!r}")
+        isvc = validate(InferenceService, doc.data, doc)
+        return resolve_inferenceservice(isvc, default_resolver(file, pvc_root))
+    return validate(ServeConfig, {**doc.data, **parse_overrides(overrides)}, doc)
+
+
+def load_serve_config(args: argparse.Namespace, env: dict[str, str]) -> ServeConfig:
+    """The typed serve config for the command line and environment (``env`` is passed in, not read here)."""
+    config = read_serve_config(args.file, args.overrides, args.pvc_root)
+    flags: dict[str, Any] = {"host": args.host, "port": args.port, "api_key": args.api_key,
+                             "served_model_name": args.served_model_name}
+    return apply_endpoint_overrides(config, flags, env)
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    del command
+    try:
+        config = load_serve_config(args, dict(os.environ))
+    except (ConfigError, UriError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if config.backend == "vllm":
+        return _run_vllm(config)
+    return _run_hf(config)
+
+
+def _run_vllm(config: ServeConfig) -> int:
+    from kubetune.serve.engine.vllm import VllmError, launch_vllm
+
+    try:
+        process = launch_vllm(config)
+    except VllmError as exc:
+        print(f"kubetune serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+
+
+def _run_hf(config: ServeConfig) -> int:
+    import uvicorn
+
+    from kubetune.artifacts import ArtifactError
+    from kubetune.serve.server import build_server
+
+    try:
+        server = build_server(config)
+    except (ArtifactError, OSError, ValueError) as exc:
+        print(f"kubetune serve: cannot load the model: {exc}", file=sys.stderr)
+        return 1
+    names = ", ".join(server.chat.models)
+    print(f"serving {names} on http://{config.host}:{config.port}/v1 (hf engine)", flush=True)
+    try:
+        uvicorn.run(server.app, host=config.host, port=config.port, log_level="info")
+    finally:
+        server.engine.close()
+    return 0

@@ -1,0 +1,224 @@
+"""The ``hf`` engine: transformers models (CPU or GPU) with step-level continuous batching.
+
+One worker thread owns the model. Each step it (1) admits waiting requests: prefills them as a padded batch and
+joins them to the running rows, (2) samples one token per row with that row's own settings, (3) sends text deltas
+to the waiting coroutines and retires finished rows, (4) runs one forward pass for all remaining rows. Rows of
+different LoRA adapters share a forward pass through peft's per-row ``adapter_names``; DoRA adapters cannot, so
+then a batch only takes rows of the adapter it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from kubetune.serve.engine import Delta, EngineError, GenerationRequest, TokenLogprob
+from kubetune.serve.engine.batch import BatchState, can_join, left_pad
+from kubetune.serve.engine.sampling import OpenAIPenaltyLogitsProcessor, RowwiseSamplingWarper, sample_rows
+from kubetune.serve.engine.textstream import IncrementalDecoder, SequenceText, StopStringFilter
+
+log = logging.getLogger(__name__)
+BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+
+@dataclass(eq=False)
+class _Request:
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue
+    generator: torch.Generator | None
+    cancelled: bool = False
+
+
+@dataclass(eq=False)
+class _Row:
+    owner: _Request
+    index: int
+    text: SequenceText
+
+    @property
+    def params(self):
+        return self.owner.request.params
+
+
+@dataclass
+class HFEngine:
+    """Serve ``model`` (a transformers model, or a peft model holding named adapters) with ``tokenizer``."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    stop_ids: frozenset[int]
+    adapters: tuple[str, ...] = ()
+    max_model_len: int = 2048
+    max_batch_size: int = 16
+    mixed_adapters: bool = True
+    _inbox: queue.Queue = field(default_factory=queue.Queue, init=False)
+    _waiting: list[_Request] = field(default_factory=list, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.device = next(self.model.parameters()).device
+        added = getattr(self.tokenizer, "added_tokens_decoder", {})
+        self.special = frozenset(self.tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._thread = threading.Thread(target=self._run, name="kubetune-hf-engine", daemon=True)
+        self._thread.start()
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream the deltas of every sequence of ``request``; closing the iterator cancels the request."""
+        generator = None
+        if request.params.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(request.params.seed)
+        item = _Request(request, asyncio.get_running_loop(), asyncio.Queue(), generator)
+        self._inbox.put(item)
+        finished = 0
+        try:
+            while finished < request.params.n:
+                delta = await item.out.get()
+                if isinstance(delta, BaseException):
+                    raise EngineError(str(delta)) from delta
+                finished += delta.finish_reason is not None
+                yield delta
+        finally:
+            item.cancelled = True
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # --- worker thread -------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        rows: list[_Row] = []
+        state: BatchState | None = None
+        while not self._stopping.is_set():
+            try:
+                new = self._take(rows, state)
+                if new:
+                    rows, state = self._admit(rows, state, new)
+                if state is None:
+                    continue
+                rows, state = self._step(rows, state)
+            except Exception as exc:  # a failed step fails its requests, never the server
+                log.exception("generation step failed")
+                for owner in {row.owner for row in rows}:
+                    owner.loop.call_soon_threadsafe(owner.out.put_nowait, exc)
+                rows, state = [], None
+
+    def _take(self, rows: list[_Row], state: BatchState | None) -> list[_Request]:
+        """Waiting requests that fit the batch now; blocks briefly when nothing runs."""
+        try:
+            while True:
+                self._waiting.append(self._inbox.get(timeout=0.05) if not rows and not self._waiting
+                                     else self._inbox.get_nowait())
+        except queue.Empty:
+            pass
+        if state is not None and not can_join(state.cache):
+            return []  # this model's cache cannot take rows mid-batch: new requests wait for the next batch
+        free = self.max_batch_size - len(rows)
+        adapter = rows[0].owner.request.adapter if rows else None
+        taken: list[_Request] = []
+        for item in list(self._waiting):
+            if item.cancelled:
+                self._waiting.remove(item)
+                continue
+            if not self.mixed_adapters and (rows or taken):
+                first = adapter if rows else taken[0].request.adapter
+                if item.request.adapter != first:
+                    continue
+            if item.request.params.n > free and (rows or taken):
+                break
+            free -= item.request.params.n
+            taken.append(item)
+            self._waiting.remove(item)
+        return taken
+
+    def _sequence_text(self, request: GenerationRequest) -> SequenceText:
+        return SequenceText(IncrementalDecoder(self.tokenizer, self.special, request.keep_token_ids),
+                            StopStringFilter(request.params.stop), self.stop_ids, request.params.max_tokens)
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache, adapters: list[str]):
+        kwargs = {"adapter_names": adapters} if self.adapters else {}
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                             use_cache=True, logits_to_keep=1, **kwargs)
+        return out.logits[:, -1, :].float(), out.past_key_values
+
+    def _adapter_names(self, rows: list[_Row]) -> list[str]:
+        return [row.owner.request.adapter or BASE for row in rows]
+
+    def _admit(self, rows: list[_Row], state: BatchState | None, new: list[_Request]
+               ) -> tuple[list[_Row], BatchState]:
+        added = [_Row(item, i, self._sequence_text(item.request)) for item in new for i in range(item.request.params.n)]
+        prompts = [row.owner.request.prompt_ids for row in added]
+        ids, mask = left_pad(prompts, self.pad_id, self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits, cache = self._forward(ids, mask, positions, None, self._adapter_names(added))
+        fresh = BatchState(cache=cache, mask=mask, lengths=mask.sum(-1),
+                           completion=torch.empty((len(added), 0), dtype=torch.long, device=self.device),
+                           logits=logits)
+        return rows + added, fresh if state is None else state.join(fresh)
+
+    def _step(self, rows: list[_Row], state: BatchState) -> tuple[list[_Row], BatchState | None]:
+        tokens = self._sample(rows, state)
+        state.append(tokens)
+        raw = state.logits.log_softmax(-1) if any(r.params.logprobs is not None for r in rows) else None
+        # one transfer each instead of a device sync per row
+        token_list, length_list = tokens.tolist(), state.lengths.tolist()
+        keep = [i for i, row in enumerate(rows)
+                if self._emit(row, token_list[i], length_list[i] + 1 >= self.max_model_len, raw, i)]
+        if not keep:
+            return [], None
+        rows = [rows[i] for i in keep]
+        if len(keep) < state.size:
+            state = state.keep(keep)
+        state.logits, state.cache = self._forward(state.completion[:, -1:], state.mask, state.lengths[:, None],
+                                                  state.cache, self._adapter_names(rows))
+        state.lengths = state.lengths + 1
+        return rows, state
+
+    def _sample(self, rows: list[_Row], state: BatchState) -> torch.Tensor:
+        def column(values: list[float], dtype=torch.float32) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype, device=self.device)
+
+        params = [row.params for row in rows]
+        scores = state.logits
+        if any(p.presence_penalty or p.frequency_penalty for p in params):
+            penalty = OpenAIPenaltyLogitsProcessor(column([p.presence_penalty for p in params]),
+                                                   column([p.frequency_penalty for p in params]))
+            scores = penalty(state.completion, scores)
+        greedy = [p.temperature == 0 for p in params]
+        if not all(greedy):
+            warper = RowwiseSamplingWarper(column([p.temperature for p in params]),
+                                           column([p.top_k for p in params], torch.long),
+                                           column([p.top_p for p in params]))
+            scores = warper(state.completion, scores)
+        return sample_rows(scores, greedy, [row.owner.generator for row in rows])
+
+    def _emit(self, row: _Row, token: int, context_full: bool, raw: torch.Tensor | None, i: int) -> bool:
+        """Send the row's new text; return whether the row goes on."""
+        text, finish = row.text.step(token, context_full=context_full)
+        logprobs = () if raw is None or row.params.logprobs is None else (self._logprob(raw[i], token, row),)
+        if row.owner.cancelled:
+            return False
+        if text or finish or logprobs:
+            delta = Delta(row.index, text, finish, row.text.generated, logprobs)
+            row.owner.loop.call_soon_threadsafe(row.owner.out.put_nowait, delta)
+        return finish is None
+
+    def _logprob(self, raw: torch.Tensor, token: int, row: _Row) -> TokenLogprob:
+        top = ()
+        if row.params.logprobs:
+            values, ids = raw.topk(row.params.logprobs)
+            top = tuple((self.tokenizer.decode([int(t)]), float(v)) for v, t in zip(values, ids, strict=True))
+        return TokenLogprob(self.tokenizer.decode([token]), float(raw[token]), top)
+

@@ -1,0 +1,82 @@
+"""Load a model, its tokenizer and its adapters for the ``hf`` engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from kubetune.artifacts import ArtifactError
+from kubetune.export.merge import DTYPES, apply_adapters, check_adapter
+from kubetune.model.chatformat import stop_token_ids
+from kubetune.serve.config import ServeConfig
+from kubetune.serve.engine.hf import HFEngine
+
+DEFAULT_ADAPTER = "default"  # internal name of the adapter that answers to the served model's name
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on a GPU that supports it and float32 on CPU (half precision is slow there)."""
+    if dtype != "auto":
+        return DTYPES[dtype]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _is_dora(path: str) -> bool:
+    return bool(json.loads((Path(path) / "adapter_config.json").read_text()).get("use_dora"))
+
+
+def named_adapters(config: ServeConfig) -> dict[str, str]:
+    """Internal adapter name -> directory, for the adapters kept separate (not merged)."""
+    out = {a.name: a.path for a in config.lora_adapters}
+    if config.default_adapter:
+        out[DEFAULT_ADAPTER] = config.default_adapter
+    return out
+
+
+def load_hf_engine(config: ServeConfig) -> HFEngine:
+    """Build the ``hf`` engine for ``config``.
+
+    ``adapter_name_or_path`` adapters are merged into the weights (as LLaMA-Factory does); ``lora_adapters`` and
+    ``default_adapter`` stay separate peft adapters, chosen per request.
+    """
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.infer_dtype, device)
+    tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(config.model_name_or_path, dtype=dtype, device_map=str(device),
+                                                 trust_remote_code=config.trust_remote_code)
+    merged = config.adapter_name_or_path
+    model = apply_adapters(model, merged, [check_adapter(a, strict=False) for a in merged])
+    adapters = named_adapters(config)
+    if adapters:
+        from peft import PeftModel
+
+        for name, path in adapters.items():
+            manifest = check_adapter(path, strict=False)
+            try:
+                if isinstance(model, PeftModel):
+                    model.load_adapter(path, adapter_name=name)
+                else:
+                    model = PeftModel.from_pretrained(model, path, adapter_name=name)
+            except RuntimeError as exc:
+                if "size mismatch" not in str(exc):
+                    raise
+                trained_on = manifest.base_model.uri if manifest and manifest.base_model.uri else "another model"
+                raise ArtifactError(f"adapter {name!r} ({path}) was trained on {trained_on} and does not fit "
+                                    f"{config.model_name_or_path}; serve it with its own base model") from exc
+    model.eval()
+    max_len = config.max_model_len or getattr(model.config, "max_position_embeddings", None) or 2048
+    stops = stop_token_ids(tokenizer, config.template, model.generation_config.eos_token_id)
+    return HFEngine(model=model, tokenizer=tokenizer, stop_ids=frozenset(stops), adapters=tuple(adapters),
+                    max_model_len=int(max_len), max_batch_size=config.max_batch_size,
+                    mixed_adapters=not any(_is_dora(p) for p in adapters.values()))

@@ -1,0 +1,39 @@
+"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}`` with an HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OpenAIError(Exception):
+    """An error the client sees; ``param`` names the request field at fault."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:
+    return OpenAIError(400, message, param=param, code=code)
+
+
+def unknown_model(name: str, known: list[str]) -> OpenAIError:
+    return OpenAIError(404, f"The model {name!r} does not exist; this server serves {', '.join(known)}",
+                       param="model", code="model_not_found")
+
+
+def unauthorized() -> OpenAIError:
+    return OpenAIError(401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'",
+                       code="invalid_api_key")
+
+
+def internal(message: str = "The engine failed while generating; see the server log") -> OpenAIError:
+    return OpenAIError(500, message, type="server_error", code="internal_error")

@@ -1,0 +1,1 @@
+"""OpenAI semantics: request validation, prompts, sampling parameters, tool calls, responses and stream chunks."""

@@ -1,0 +1,158 @@
+"""POST /v1/chat/completions: messages -> prompt -> engine -> message or chunk stream, tool calls included."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from kubetune.model.chatformat import ChatFormatError, render_prompt, tool_format_of
+from kubetune.serve.engine import Delta, GenerationRequest, TokenLogprob
+from kubetune.serve.errors import OpenAIError, bad_request
+from kubetune.serve.openai.params import sampling_params
+from kubetune.serve.openai.protocol import ChatCompletionRequest, ChatMessage
+from kubetune.serve.openai.service import Choice, Service, new_id, now, sse
+from kubetune.serve.openai.tools import ToolCallStream, ToolFormat, parse_tool_calls, tool_format_for
+
+
+def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """OpenAI messages as chat templates expect them (text parts joined, tool-call arguments as objects)."""
+    out = []
+    for i, m in enumerate(messages):
+        content = m.content if isinstance(m.content, str) or m.content is None else "".join(p.text for p in m.content)
+        item: dict[str, Any] = {"role": {"developer": "system", "function": "tool"}.get(m.role, m.role),
+                                "content": content or ""}
+        if m.name:
+            item["name"] = m.name
+        if m.tool_call_id:
+            item["tool_call_id"] = m.tool_call_id
+        if m.tool_calls:
+            try:
+                item["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+                    "name": c.function.name, "arguments": json.loads(c.function.arguments or "{}")}}
+                    for c in m.tool_calls]
+            except json.JSONDecodeError as exc:
+                raise bad_request(f"tool call arguments must be JSON: {exc}", param=f"messages[{i}].tool_calls") \
+                    from exc
+        out.append(item)
+    return out
+
+
+def logprobs_json(items: list[TokenLogprob]) -> dict[str, Any]:
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {"content": [{**entry(t.token, t.logprob), "top_logprobs": [entry(tok, lp) for tok, lp in t.top]}
+                        for t in items]}
+
+
+class ChatService(Service):
+    """The chat completions endpoint's semantics."""
+
+    def prepare(self, req: ChatCompletionRequest) -> tuple[GenerationRequest, ToolFormat | None]:
+        """Validate and render the request. Raises OpenAIError (400/404) before any generation starts."""
+        adapter = self.adapter_for(req.model)
+        if req.response_format and req.response_format.get("type", "text") != "text":
+            raise bad_request("only response_format type 'text' is supported", param="response_format")
+        if req.tool_choice not in (None, "none", "auto"):
+            raise bad_request("tool_choice supports 'auto' and 'none'", param="tool_choice")
+        tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools and req.tool_choice != "none" \
+            else None
+        fmt = None
+        if tools:
+            template_format = tool_format_of(self.config.template) if self.config.template else None
+            fmt = tool_format_for(self.config.tool_format, template_format)
+        try:
+            prompt = render_prompt(self.engine.tokenizer, template_messages(req.messages), tools=tools,
+                                   template=self.config.template, system=self.config.default_system)
+        except ChatFormatError as exc:
+            raise bad_request(str(exc), param="messages") from exc
+        top = req.top_logprobs if req.logprobs else None
+        if req.top_logprobs is not None and not req.logprobs:
+            raise bad_request("top_logprobs needs logprobs: true", param="top_logprobs")
+        params = sampling_params(req, self.config, prompt_len=len(prompt), max_model_len=self.engine.max_model_len,
+                                 max_tokens=req.max_completion_tokens or req.max_tokens,
+                                 logprobs=(top or 0) if req.logprobs else None)
+        keep = frozenset(self._marker_ids(fmt)) if fmt else frozenset()
+        return GenerationRequest(prompt, params, adapter, keep), fmt
+
+    def _marker_ids(self, fmt: ToolFormat) -> list[int]:
+        vocab = self.engine.tokenizer.get_vocab()
+        return [vocab[m] for m in (fmt.start, fmt.end) if m and m in vocab]
+
+    async def complete(self, req: ChatCompletionRequest) -> dict[str, Any]:
+        request, fmt = self.prepare(req)
+        choices = await self.collect(request)
+        return {
+            "id": new_id("chatcmpl"), "object": "chat.completion", "created": now(), "model": req.model,
+            "choices": [self._choice(i, c, fmt, req.logprobs) for i, c in enumerate(choices)],
+            "usage": _usage(len(request.prompt_ids), sum(c.completion_tokens for c in choices)),
+        }
+
+    @staticmethod
+    def _choice(index: int, choice: Choice, fmt: ToolFormat | None, logprobs: bool) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": choice.text}
+        finish = choice.finish_reason
+        if fmt is not None:
+            content, calls = parse_tool_calls(choice.text, fmt)
+            if calls:
+                message = {"role": "assistant", "content": content, "tool_calls": [
+                    {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+                    for cid, name, args in calls]}
+                finish = "tool_calls"
+        return {"index": index, "message": message, "finish_reason": finish,
+                "logprobs": logprobs_json(choice.logprobs) if logprobs else None}
+
+    def stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
+        """Server-sent events; validation errors are raised here, before the first byte is sent."""
+        request, fmt = self.prepare(req)
+        return self._events(req, request, fmt)
+
+    async def _events(self, req: ChatCompletionRequest, request: GenerationRequest, fmt: ToolFormat | None
+                      ) -> AsyncIterator[str]:
+        cid, created = new_id("chatcmpl"), now()
+
+        def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> str:
+            return sse(json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                   "model": req.model, "choices": [{"index": index, "delta": delta,
+                                                                    "logprobs": logprobs, "finish_reason": finish}]}))
+
+        for i in range(req.n):
+            yield chunk(i, {"role": "assistant", "content": ""})
+        parsers = [ToolCallStream(fmt) if fmt else None for _ in range(req.n)]
+        tokens = [0] * req.n
+        try:
+            async for delta in self.deltas(request):
+                tokens[delta.index] = delta.completion_tokens
+                for out in self._stream_delta(delta, parsers[delta.index], req.logprobs):
+                    yield chunk(delta.index, *out)
+        except OpenAIError as exc:
+            yield sse(json.dumps(exc.body()))
+        if req.stream_options and req.stream_options.include_usage:
+            yield sse(json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                  "model": req.model, "choices": [],
+                                  "usage": _usage(len(request.prompt_ids), sum(tokens))}))
+        yield sse("[DONE]")
+
+    @staticmethod
+    def _stream_delta(delta: Delta, parser: ToolCallStream | None, logprobs: bool
+                      ) -> list[tuple[dict[str, Any], str | None, Any]]:
+        """(delta, finish_reason, logprobs) triples for one engine delta."""
+        lp = logprobs_json(list(delta.logprobs)) if logprobs and delta.logprobs else None
+        if parser is None:
+            out = [({"content": delta.text} if delta.text else {}, None, lp)]
+        else:
+            events = parser.feed(delta.text) + (parser.finish() if delta.finish_reason else [])
+            out = [({"content": v} if k == "content" else {"tool_calls": [
+                {"index": v[0], "id": v[1], "type": "function", "function": {"name": v[2], "arguments": v[3]}}]},
+                None, None) for k, v in events]
+            if lp and out:
+                out[0] = (out[0][0], None, lp)
+        if delta.finish_reason:
+            finish = "tool_calls" if parser is not None and parser.calls else delta.finish_reason
+            out.append(({}, finish, None))
+        return [o for o in out if o[0] or o[1] or o[2]]
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
