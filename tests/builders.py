@@ -39,6 +39,7 @@ def make_finetunejob(name: str = "ftj", stage: str = "sft", method: str = "lora"
         body["spec"]["ppo"] = {"rewardModel": {"uri": "hf://org/reward"}}
     if stage == "kto":
         body["spec"]["datasets"][0]["columns"] = {"ktoTag": "label"}
+        body["spec"]["training"] = {"perDeviceBatchSize": 2}  # KTO estimates its KL term within a batch
     body["spec"] = deep_merge(body["spec"], spec)
     return body
 

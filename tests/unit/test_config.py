@@ -107,7 +107,7 @@ def test_stage_rules(tmp_path):
         load_config(write(tmp_path, base + "train_on_prompt: true\n"))
     with pytest.raises(ConfigError, match="ref_model cannot be used with pref_loss orpo"):
         load_config(write(tmp_path, base + "pref_loss: orpo\nref_model: some/model\n"))
-    with pytest.raises(ConfigError, match="stage ppo needs reward_model"):
+    with pytest.raises(ConfigError, match="reward_model is required for stage ppo"):
         load_config(write(tmp_path, LF_YAML.replace("stage: sft", "stage: ppo")))
     cfg = load_config(write(tmp_path, LF_YAML + "quantization_bit: 4\n"))
     assert cfg.method.finetuning_type == "qlora" and cfg.method.quantization_type == "nf4"

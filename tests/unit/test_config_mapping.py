@@ -88,6 +88,12 @@ CONFIGS = {
                    "kto_chosen_weight": 2.0, "pref_ftx": 0.1, "fsdp": "full_shard auto_wrap"},
     "ppo-full": {**BASE, "stage": "ppo", "finetuning_type": "full", "reward_model": "/models/rm",
                  "reward_model_type": "full", "ppo_kl_coef": 0.1, "max_new_tokens": 64, "top_p": 0.9},
+    "ppo-lora-http": {**BASE, "stage": "ppo", "reward_model": "http://scorer:8000/score", "reward_model_type": "api",
+                      "ppo_buffer_size": 2, "ppo_epochs": 2, "ppo_target": 6.0, "ppo_whiten_rewards": True,
+                      "ppo_score_norm": True, "max_new_tokens": 32},
+    "dpo-orpo-ftx": {**BASE, "stage": "dpo", "pref_loss": "orpo", "pref_beta": 0.2, "pref_ftx": 0.5},
+    "dpo-sigmoid-ref": {**BASE, "stage": "dpo", "finetuning_type": "full", "ref_model": "/models/ref",
+                        "dpo_label_smoothing": 0.1},
     "rm-lora-api": {**BASE, "stage": "rm", "save_total_limit": 2, "resume": "never", "eval_strategy": "epoch",
                     "val_size": 0.05},
     "pt-full-fsdp": {**BASE, "stage": "pt", "finetuning_type": "full", "fsdp": "full_shard auto_wrap offload",
@@ -142,3 +148,16 @@ def test_convert_command_prints_a_valid_finetunejob(tmp_path, capsys, monkeypatc
     assert job.spec.output.uri == f"file://{tmp_path}/saves/sft/" and job.spec.extra_args == {"neftune_noise_alpha": 5}
     assert main(["convert", "qwen_lora_sft.yaml", "lora_rnak=4"]) == 1
     assert "did you mean lora_rank?" in capsys.readouterr().err
+
+
+def test_ppo_reward_model_reference_resolves_to_its_output():
+    reward = {"uri": None, "fineTuneJobRef": {"name": "rm-run"}}
+    body = make_finetunejob(stage="ppo", ppo={"rewardModel": reward, "bufferSize": 2, "targetKl": 6.0, "klCoef": 0.1})
+    cfg = runtime_config_from_finetunejob(FineTuneJob.model_validate(body), output_dir="/o", resolve=resolve,
+                                          resolve_ref=lambda kind, name: f"pvc://models/{name}-abcd1234")
+    pref = cfg.preference
+    assert (pref.reward_model, pref.reward_model_type) == ("/mnt/models/rm-run-abcd1234", "full")
+    assert (pref.ppo_buffer_size, pref.ppo_target, pref.ppo_kl_coef) == (2, 6.0, 0.1)
+    http = make_finetunejob(stage="ppo", ppo={"rewardModel": {"uri": None, "url": "http://scorer:8000/score"}})
+    cfg = to_config(http)
+    assert (cfg.preference.reward_model, cfg.preference.reward_model_type) == ("http://scorer:8000/score", "api")

@@ -201,7 +201,9 @@ class PreferenceSpec(KubeModel):
     beta: float = Field(0.1, gt=0.0, le=100.0, description="Strength of the KL penalty to the reference model.")
     loss: PreferenceLoss = Field(PreferenceLoss.SIGMOID, description="sigmoid, hinge, ipo, orpo or simpo.")
     ftx: float = Field(0.0, ge=0.0, le=100.0, description="Weight of an extra SFT loss on the chosen answers.")
-    label_smoothing: float = Field(0.0, ge=0.0, le=0.5, description="Robust DPO label smoothing (sigmoid loss).")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, le=0.5, description="Robust DPO label smoothing, below 0.5 (sigmoid and simpo losses)."
+    )
     simpo_gamma: float = Field(0.5, ge=0.0, le=100.0, description="SimPO target reward margin.")
     ref_model: ModelSource | None = Field(
         None, description="Reference model; default is the frozen base (adapters disabled). Not used by orpo/simpo."
@@ -212,6 +214,16 @@ class PreferenceSpec(KubeModel):
             "!has(self.refModel) || !(self.loss in ['orpo', 'simpo'])",
             "refModel cannot be used with loss orpo or simpo: they need no reference model",
             ".refModel",
+        ),
+        CelRule(
+            "!has(self.labelSmoothing) || self.labelSmoothing < 0.5",
+            "labelSmoothing must be below 0.5 (robust DPO divides by 1 - 2 x labelSmoothing)",
+            ".labelSmoothing",
+        ),
+        CelRule(
+            "!has(self.labelSmoothing) || self.labelSmoothing == 0.0 || self.loss in ['sigmoid', 'simpo']",
+            "labelSmoothing only applies to loss sigmoid or simpo",
+            ".labelSmoothing",
         ),
     )
 
@@ -226,7 +238,8 @@ class KtoSpec(KubeModel):
 
 
 class RewardModelSpec(ModelSource):
-    """The reward model for PPO: a model (uri or kubetune reference) or an HTTP scorer."""
+    """The reward model for PPO: a stage rm output (a LoRA reward adapter on the same base, or a full reward
+    model) given by uri or fineTuneJobRef/modelExportRef, or an HTTP scorer."""
 
     url: str | None = Field(
         None,
@@ -249,11 +262,16 @@ class PpoSpec(KubeModel):
 
     reward_model: RewardModelSpec | None = Field(None, description="Where rewards come from (required).")
     epochs: int = Field(4, ge=1, le=100, description="PPO epochs per rollout batch.")
+    buffer_size: int = Field(
+        1, ge=1, le=1024, description="Rollout size in optimizer steps: batch x accumulation x bufferSize prompts."
+    )
     max_new_tokens: int = Field(128, ge=1, le=65536, description="Length of generated responses.")
-    kl_coef: float = Field(0.05, ge=0.0, le=100.0, description="KL penalty to the reference policy.")
+    kl_coef: float = Field(0.05, ge=0.0, le=100.0, description="KL penalty to the reference policy (initial value).")
     whiten_rewards: bool = Field(False, description="Normalise rewards per batch.")
     score_norm: bool = Field(False, description="Normalise scores with running statistics.")
-    target_kl: float | None = Field(None, gt=0.0, description="Stop an update early past this KL.")
+    target_kl: float | None = Field(
+        None, gt=0.0, le=1000.0, description="Target KL of the adaptive KL controller; unset keeps klCoef fixed."
+    )
 
 
 class TrainingSpec(KubeModel):
@@ -385,8 +403,13 @@ class FineTuneJobSpec(Scheduling):
         CelRule("self.stage != 'ppo' || (has(self.ppo) && has(self.ppo.rewardModel))",
                 "stage ppo needs ppo.rewardModel (a reward model uri, fineTuneJobRef, modelExportRef or url)",
                 ".ppo"),
+        CelRule("self.stage != 'ppo' || (self.resources.nodes == 1 && self.resources.gpusPerNode <= 1)",
+                "stage ppo runs in one process: resources.nodes 1 and gpusPerNode at most 1", ".resources"),
         CelRule("!(self.stage in ['rm', 'dpo']) || self.datasets.all(d, d.ranking)",
                 "stage rm and dpo need preference data: set ranking: true on every dataset", ".datasets"),
+        CelRule("self.stage != 'kto' || self.training.perDeviceBatchSize >= 2",
+                "stage kto needs training.perDeviceBatchSize of at least 2 (its KL term is estimated within a batch)",
+                ".training.perDeviceBatchSize"),
         CelRule("self.stage != 'kto' || self.datasets.all(d, has(d.name) || "
                 "(has(d.columns) && has(d.columns.ktoTag)))",
                 "stage kto needs a kto_tag column: set columns.ktoTag on every dataset", ".datasets"),

@@ -60,8 +60,8 @@ def _flat_path(loc: tuple[int | str, ...], message: str) -> str:
     if parts:
         return ".".join(parts)
     # A cross-field rule: attribute it to the first key its message names.
-    named = [k for k in known_keys() if k in message.replace(",", " ").split()]
-    return named[0] if named else ""
+    known = set(known_keys())
+    return next((word for word in message.replace(",", " ").split() if word in known), "")
 
 
 def _errors_of(exc: ValidationError) -> list[FieldError]:

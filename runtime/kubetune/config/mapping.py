@@ -44,7 +44,8 @@ PREFERENCE_KEYS = {"beta": "pref_beta", "loss": "pref_loss", "ftx": "pref_ftx",
                    "label_smoothing": "dpo_label_smoothing", "simpo_gamma": "simpo_gamma"}
 KTO_KEYS = {"beta": "pref_beta", "desirable_weight": "kto_chosen_weight",
             "undesirable_weight": "kto_rejected_weight", "ftx": "pref_ftx"}
-PPO_KEYS = {"epochs": "ppo_epochs", "max_new_tokens": "max_new_tokens", "kl_coef": "ppo_kl_coef",
+PPO_KEYS = {"epochs": "ppo_epochs", "buffer_size": "ppo_buffer_size", "max_new_tokens": "max_new_tokens",
+            "kl_coef": "ppo_kl_coef",
             "whiten_rewards": "ppo_whiten_rewards", "score_norm": "ppo_score_norm", "target_kl": "ppo_target"}
 TRAINING_KEYS = {
     "epochs": "num_train_epochs", "max_steps": "max_steps", "learning_rate": "learning_rate",
@@ -164,6 +165,7 @@ def spec_to_flat(job: FineTuneJob, *, output_dir: str, resolve: Resolve,
         rm = spec.ppo.reward_model
         if rm is not None:
             flat["reward_model"] = rm.url or _source_path(rm, resolve, resolve_ref, "spec.ppo.rewardModel")
+            # A model path may hold a reward adapter or a full reward model; the runtime tells them apart.
             flat["reward_model_type"] = "api" if rm.url else "full"
     flat.update(_renamed(spec.training, TRAINING_KEYS))
     if spec.training.eval_steps is not None:

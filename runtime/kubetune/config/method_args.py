@@ -63,15 +63,20 @@ class MethodConfig(ConfigGroup):
 
 
 class PreferenceConfig(ConfigGroup):
-    """Keys of the rm, dpo, kto and ppo stages; carried and validated here, used by the stage modules."""
+    """Keys of the rm, dpo, kto and ppo stages; carried and validated here, used by the stage modules.
+
+    Compatibility notes (LLaMA-Factory names, kubetune behaviour): ``pref_loss: kto_pair`` is refused (TRL 1.16
+    dropped it; use stage kto); ``dpo_label_smoothing`` selects TRL's robust DPO loss, so it must stay below 0.5;
+    ``ppo_target`` turns on the adaptive KL controller, unset keeps ``ppo_kl_coef`` fixed.
+    """
 
     pref_beta: float = Field(0.1, gt=0.0, description="Beta of DPO/ORPO/SimPO/KTO.")
     pref_ftx: float = Field(0.0, ge=0.0, description="Weight of an extra SFT loss on the chosen answers.")
     pref_bco_weight: float = Field(0.0, ge=0.0, description="BCO loss mixed into DPO.")
     pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = Field(
-        "sigmoid", description="DPO-family loss."
+        "sigmoid", description="DPO-family loss: sigmoid, hinge, ipo, orpo or simpo."
     )
-    dpo_label_smoothing: float = Field(0.0, ge=0.0, le=0.5, description="Robust DPO label smoothing (sigmoid).")
+    dpo_label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Robust DPO label smoothing (sigmoid).")
     simpo_gamma: float = Field(0.5, ge=0.0, description="SimPO target reward margin.")
     ld_alpha: float | None = Field(None, ge=0.0, le=1.0, description="LD-DPO weight of verbose tokens.")
     kto_chosen_weight: float = Field(1.0, gt=0.0, description="KTO weight of desirable examples.")
@@ -82,20 +87,34 @@ class PreferenceConfig(ConfigGroup):
     reward_model: str | None = Field(None, description="PPO reward model path, or a URL with reward_model_type api.")
     reward_model_adapters: StrList | None = Field(None, description="Adapters of the reward model.")
     reward_model_quantization_bit: Literal[4, 8] | None = Field(None, description="Quantize the reward model.")
-    reward_model_type: Literal["lora", "full", "api"] = Field("lora", description="How the reward model is given.")
+    reward_model_type: Literal["lora", "full", "api"] = Field(
+        "lora", description="lora: a kubetune rm adapter on the base model; full: a reward model; api: an HTTP scorer."
+    )
     ppo_buffer_size: int = Field(1, ge=1, description="Mini-batches per PPO experience buffer.")
     ppo_epochs: int = Field(4, ge=1, description="PPO epochs per rollout batch.")
-    ppo_score_norm: bool = Field(False, description="Normalise reward scores.")
+    ppo_score_norm: bool = Field(False, description="Normalise reward scores with running statistics.")
     ppo_target: float | None = Field(None, gt=0.0, description="Target KL of the adaptive KL controller.")
-    ppo_kl_coef: float | None = Field(None, ge=0.0, description="KL penalty to the reference policy (kubetune).")
+    ppo_kl_coef: float = Field(0.05, ge=0.0, description="KL penalty to the reference policy (initial, kubetune).")
     ppo_whiten_rewards: bool = Field(False, description="Whiten rewards per batch.")
 
     @model_validator(mode="after")
     def _consistent(self) -> PreferenceConfig:
+        if self.pref_loss == "kto_pair":
+            raise ValueError("pref_loss kto_pair is not supported (TRL removed it); use stage kto with kto_tag data, "
+                             "or one of sigmoid, hinge, ipo, orpo, simpo")
         if self.ref_model and self.pref_loss in ("orpo", "simpo"):
             raise ValueError(f"ref_model cannot be used with pref_loss {self.pref_loss}: it needs no reference model")
-        if self.dpo_label_smoothing and self.pref_loss != "sigmoid":
-            raise ValueError("dpo_label_smoothing only applies to pref_loss sigmoid")
+        if self.dpo_label_smoothing and self.pref_loss not in ("sigmoid", "simpo"):
+            raise ValueError("dpo_label_smoothing only applies to pref_loss sigmoid or simpo")
+        if self.ld_alpha is not None and self.pref_loss not in ("sigmoid", "hinge", "ipo"):
+            raise ValueError("ld_alpha only applies to pref_loss sigmoid, hinge or ipo")
+        if self.pref_bco_weight:
+            raise ValueError("pref_bco_weight is not supported by kubetune (BCO mix-in)")
         if self.reward_model_type == "api" and self.reward_model and not self.reward_model.startswith("http"):
             raise ValueError("reward_model_type api needs reward_model to be an http(s) URL")
+        if self.reward_model_type != "api" and (self.reward_model or "").startswith(("http://", "https://")):
+            raise ValueError("reward_model is a URL: set reward_model_type api for an HTTP scorer")
+        if self.ref_model_quantization_bit or self.reward_model_quantization_bit:
+            raise ValueError("ref_model_quantization_bit, reward_model_quantization_bit are not supported by kubetune "
+                             "(frozen models are loaded in the training precision)")
         return self

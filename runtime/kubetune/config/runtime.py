@@ -63,10 +63,13 @@ class RuntimeConfig(BaseModel):
         if (data.packing or data.neat_packing) and stage not in ("pt", "sft"):
             raise ValueError(f"packing only applies to stages pt and sft, not {stage}")
         if stage == "ppo" and not self.preference.reward_model:
-            raise ValueError("stage ppo needs reward_model")
-        if self.preference.reward_model_type == "lora" and stage == "ppo" and \
-                self.method.finetuning_type not in ("lora", "qlora"):
-            raise ValueError("reward_model_type lora needs a lora or qlora policy; use full or api")
+            raise ValueError("reward_model is required for stage ppo: a kubetune rm output, a reward model, or an "
+                             "http(s) scorer with reward_model_type api")
+        if stage == "ppo" and self.generation.max_new_tokens <= 0:
+            raise ValueError("max_new_tokens must be positive for stage ppo (the length of sampled responses)")
+        if stage == "kto" and self.training.per_device_train_batch_size < 2:
+            raise ValueError("per_device_train_batch_size must be at least 2 for stage kto: the KL term is estimated "
+                             "from mismatched prompt/answer pairs within a batch")
         if not data.dataset and not data.tokenized_path:
             raise ValueError("dataset is required (or tokenized_path pointing at a tokenized dataset)")
         return self

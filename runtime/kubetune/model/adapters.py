@@ -76,14 +76,18 @@ def freeze_trainable(names: Iterable[str], layers_prefix: str, num_layers: int, 
     return chosen
 
 
+# Output heads: never LoRA targets (a reward model's score head trains fully, as a module to save).
+HEADS = ("lm_head", "score", "classifier", "v_head")
+
+
 def lora_targets(model: nn.Module, target: list[str]) -> list[str]:
-    """LoRA target module names; ``all`` = every linear layer (quantized ones too) except the output head."""
+    """LoRA target module names; ``all`` = every linear layer (quantized ones too) except the output heads."""
     if "all" not in target:
         return list(target)
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     names = set()
     for name, module in model.named_modules():
-        if module is output or "lm_head" in name:
+        if module is output or name.split(".")[-1] in HEADS:
             continue
         if isinstance(module, nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt"):
             names.add(name.split(".")[-1])
@@ -99,8 +103,9 @@ def _upcast_trainable(model: nn.Module) -> None:
             param.data = param.data.to(torch.float32)
 
 
-def apply_full(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *, trainable: bool) -> nn.Module:
-    del method, model_cfg
+def apply_full(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *, trainable: bool,
+               task: str = "causal_lm") -> nn.Module:
+    del method, model_cfg, task
     for param in model.parameters():
         param.requires_grad_(trainable)
     if trainable:
@@ -108,7 +113,8 @@ def apply_full(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *
     return model
 
 
-def apply_freeze(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *, trainable: bool) -> nn.Module:
+def apply_freeze(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *, trainable: bool,
+                 task: str = "causal_lm") -> nn.Module:
     del model_cfg
     prefix = decoder_layers_prefix(model)
     names = [n for n, _ in model.named_parameters()]
@@ -117,20 +123,22 @@ def apply_freeze(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig,
     if not chosen:
         raise MethodError(f"freeze_trainable_modules: {method.freeze_trainable_modules} matched no parameter")
     for name, param in model.named_parameters():
-        param.requires_grad_(trainable and name in chosen)
+        head = task == "seq_cls" and name.split(".")[0] in HEADS  # a new reward head always trains
+        param.requires_grad_(trainable and (name in chosen or head))
     if trainable:
         _upcast_trainable(model)
     return model
 
 
-def _lora_config(model: nn.Module, method: MethodConfig) -> Any:
+def _lora_config(model: nn.Module, method: MethodConfig, task: str = "causal_lm") -> Any:
     from peft import LoraConfig, TaskType
 
     init: bool | str = True
     if method.pissa_init:
         init = "pissa" if method.pissa_iter == -1 else f"pissa_niter_{method.pissa_iter}"
     return LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
+        # SEQ_CLS makes peft train and save the score head with the adapter (reward models).
+        task_type=TaskType.SEQ_CLS if task == "seq_cls" else TaskType.CAUSAL_LM,
         r=method.lora_rank,
         lora_alpha=method.lora_alpha or 2 * method.lora_rank,
         lora_dropout=method.lora_dropout,
@@ -142,7 +150,8 @@ def _lora_config(model: nn.Module, method: MethodConfig) -> Any:
     )
 
 
-def apply_lora(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *, trainable: bool) -> nn.Module:
+def apply_lora(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *, trainable: bool,
+               task: str = "causal_lm") -> nn.Module:
     """Add a LoRA adapter, or continue one: earlier adapters in ``adapter_name_or_path`` are merged into the
     base, the last is trained further unless ``create_new_adapter`` asks for a fresh one on top."""
     from peft import PeftModel, get_peft_model
@@ -160,7 +169,7 @@ def apply_lora(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *
     if resume is not None:
         model = PeftModel.from_pretrained(model, resume, is_trainable=trainable, **subfolder)
     elif trainable:
-        model = get_peft_model(model, _lora_config(model, method))
+        model = get_peft_model(model, _lora_config(model, method, task))
     if trainable:
         _upcast_trainable(model)
     return model
@@ -175,9 +184,12 @@ METHODS: dict[str, Callable[..., nn.Module]] = {
 
 
 def apply_method(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *,
-                 trainable: bool = True) -> nn.Module:
-    """Make exactly the parameters of ``method.finetuning_type`` trainable (or none, for a frozen copy)."""
-    return METHODS[method.finetuning_type](model, method, model_cfg, trainable=trainable)
+                 trainable: bool = True, task: str = "causal_lm") -> nn.Module:
+    """Make exactly the parameters of ``method.finetuning_type`` trainable (or none, for a frozen copy).
+
+    ``task`` is ``causal_lm`` or ``seq_cls`` (a reward model: its ``score`` head trains under every method).
+    """
+    return METHODS[method.finetuning_type](model, method, model_cfg, trainable=trainable, task=task)
 
 
 def loraplus_optimizer(model: nn.Module, optimizer_cls: type[torch.optim.Optimizer], optimizer_kwargs: dict[str, Any],

@@ -100,7 +100,7 @@ def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def load_model(model: ModelConfig, method: MethodConfig, *, precision: str, gradient_checkpointing: bool,
-               local_rank: int = 0) -> PreTrainedModel:
+               local_rank: int = 0, auto_class: Any = None, **model_kwargs: Any) -> PreTrainedModel:
     """Load the base causal LM ready for the method to be applied (quantized for QLoRA, checkpointing on).
 
     Args:
@@ -109,7 +109,10 @@ def load_model(model: ModelConfig, method: MethodConfig, *, precision: str, grad
         precision: auto, bf16, fp16 or fp32 (resolved with :func:`machine_precision`).
         gradient_checkpointing: recompute activations in the backward pass to save memory.
         local_rank: this process's GPU, where quantized weights must be placed.
+        auto_class: the transformers auto class (default AutoModelForCausalLM; reward models use
+            AutoModelForSequenceClassification) and ``model_kwargs`` extra config values for it (``num_labels``).
     """
+    auto_class = auto_class or AutoModelForCausalLM
     cuda = torch.cuda.is_available()
     dtype = DTYPES[machine_precision(precision)]
     quant = quantization_config(method, dtype, import_utils.is_bitsandbytes_available(), cuda)
@@ -121,6 +124,7 @@ def load_model(model: ModelConfig, method: MethodConfig, *, precision: str, grad
         "revision": model.model_revision,
         "cache_dir": model.cache_dir,
         "trust_remote_code": model.trust_remote_code,
+        **model_kwargs,
     }
     if quant is not None:
         kwargs["quantization_config"] = quant
@@ -129,10 +133,12 @@ def load_model(model: ModelConfig, method: MethodConfig, *, precision: str, grad
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(model.model_name_or_path, trust_remote_code=model.trust_remote_code)
-        loaded = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=model.trust_remote_code,
-                                                  attn_implementation=kwargs["attn_implementation"])
+        for key, value in model_kwargs.items():
+            setattr(config, key, value)
+        loaded = auto_class.from_config(config, dtype=dtype, trust_remote_code=model.trust_remote_code,
+                                        attn_implementation=kwargs["attn_implementation"])
     else:
-        loaded = AutoModelForCausalLM.from_pretrained(model.model_name_or_path, **kwargs)
+        loaded = auto_class.from_pretrained(model.model_name_or_path, **kwargs)
     checkpointing = {"use_reentrant": model.use_reentrant_gc}
     if quant is not None:
         from peft import prepare_model_for_kbit_training

@@ -106,11 +106,20 @@ def argument_kwargs(cfg: RuntimeConfig, *, precision: str, layer_classes: list[s
     return kwargs, dropped
 
 
-def training_arguments(cfg: RuntimeConfig, output_dir: str | Path, layer_classes: list[str]) -> TrainingArguments:
-    """Build TrainingArguments (this also initialises torch.distributed when launched by torchrun)."""
+def training_arguments(cfg: RuntimeConfig, output_dir: str | Path, layer_classes: list[str],
+                       config_cls: type[Any] | None = None, **extra: Any) -> TrainingArguments:
+    """Build TrainingArguments (this also initialises torch.distributed when launched by torchrun).
+
+    ``config_cls`` is a TrainingArguments subclass (a TRL config such as DPOConfig) and ``extra`` its own fields;
+    TRL's defaults that differ from transformers' are overridden here by the kubetune config, and gradient
+    checkpointing stays with the model loader.
+    """
     import torch
     from transformers import TrainingArguments
 
+    config_cls = config_cls or TrainingArguments
+    if config_cls is not TrainingArguments:
+        extra.setdefault("gradient_checkpointing", False)
     check_strategy(cfg.distributed.strategy, torch.accelerator.is_available(),
                    importlib.util.find_spec("deepspeed") is not None)
     kwargs, dropped = argument_kwargs(cfg, precision=precision_of(cfg.training), layer_classes=layer_classes,
@@ -121,7 +130,7 @@ def training_arguments(cfg: RuntimeConfig, output_dir: str | Path, layer_classes
         kwargs.setdefault("dataloader_pin_memory", False)  # pinning needs an accelerator; it only warns on CPU
     for name in dropped:
         print(f"report_to: {name} is not installed; not reporting to it (pip install {name})")
-    return TrainingArguments(**kwargs)
+    return config_cls(**kwargs, **extra)  # type: ignore[no-any-return]
 
 
 def render_json(config: dict[str, Any]) -> str:

@@ -61,9 +61,9 @@ def _config_errors() -> tuple[type[Exception], ...]:
     from kubetune.model.loader import ModelLoadError
     from kubetune.train.distributed import LaunchError
     from kubetune.train.outputs import OutputError
-    from kubetune.train.stages import StageNotAvailable
+    from kubetune.train.stages import StageConfigError, StageNotAvailable
 
-    return LaunchError, MethodError, ModelLoadError, OutputError, StageNotAvailable
+    return LaunchError, MethodError, ModelLoadError, OutputError, StageConfigError, StageNotAvailable
 
 
 def run(args: argparse.Namespace, command: str) -> int:

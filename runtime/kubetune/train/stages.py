@@ -18,11 +18,19 @@ StageRunner = Callable[["RuntimeConfig", TrainContext], TrainResult]
 STAGES: dict[str, str] = {
     "pt": "kubetune.train.pt",
     "sft": "kubetune.train.sft",
+    "rm": "kubetune.train.rm",
+    "dpo": "kubetune.train.dpo",
+    "kto": "kubetune.train.kto",
+    "ppo": "kubetune.train.ppo",
 }
 
 
 class StageNotAvailable(ValueError):
     """The config asks for a stage this build cannot run."""
+
+
+class StageConfigError(ValueError):
+    """The config cannot work for this stage (checked before training; the message names the key or dataset)."""
 
 
 def stage_runner(stage: str) -> StageRunner:

@@ -1,13 +1,15 @@
-"""The causal-LM training flow shared by the pt and sft stages.
+"""The training flow every stage shares, and the causal-LM stages (pt, sft) built from it.
 
 arguments (and distributed setup) → output dir (clean, pick the checkpoint to resume) → tokenizer → datasets
 (tokenized once, on the main process first) → model → method → Trainer → train → save adapter/model, records,
-manifest last.
+manifest last. :func:`prepare_run`, :func:`load_trainable` and :func:`train_and_save` are the pieces; the
+preference stages put their TRL trainer between them.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,13 +62,28 @@ def plan_text(cfg: RuntimeConfig, trainer: Any, steps: int, examples: int, resum
     return "\n".join(lines)
 
 
-def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
-    """Train ``cfg.stage`` (pt or sft) on a causal LM and write the artifact. Returns what was produced."""
+@dataclass
+class PreparedRun:
+    """What every stage sets up before it builds its model and trainer."""
+
+    args: Any  # TrainingArguments or a TRL config
+    output_dir: Path
+    resume: Path | None
+    tokenizer: Any
+    bundle: Any  # kubetune.data.bundle.DatasetBundle
+    fsdp_layers: list[str]
+
+
+def prepare_run(cfg: RuntimeConfig, config_cls: type[Any] | None = None, **extra: Any) -> PreparedRun:
+    """Arguments (and distributed setup), a clean output dir, the checkpoint to resume, tokenizer and datasets.
+
+    ``config_cls``/``extra``: a TRL config class and its stage-specific fields (see ``training_arguments``).
+    """
     from kubetune.data import build_datasets
 
     output_dir = Path(cfg.training.output_dir)
     layers = decoder_layer_classes(cfg.model) if cfg.distributed.strategy == "fsdp" else []
-    args = training_arguments(cfg, output_dir, layers)
+    args = training_arguments(cfg, output_dir, layers, config_cls, **extra)
     if args.should_save:
         output_dir.mkdir(parents=True, exist_ok=True)
         clean_output_dir(cfg, output_dir)
@@ -76,27 +93,45 @@ def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
 
     tokenizer = load_tokenizer(cfg.model)
     bundle = build_datasets(cfg, tokenizer, cfg.stage)  # tokenizes on the main process, the others read its cache
+    return PreparedRun(args, output_dir, resume, tokenizer, bundle, layers)
+
+
+def load_trainable(cfg: RuntimeConfig, run: PreparedRun, task: str = "causal_lm", **model_kwargs: Any) -> Any:
+    """The base model with the configured method applied (``task`` seq_cls loads a reward model head)."""
     model = load_model(cfg.model, cfg.method, precision=precision_of(cfg.training),
-                       gradient_checkpointing=cfg.training.gradient_checkpointing and not layers,
-                       local_rank=max(args.local_rank, 0))
-    model = apply_method(model, cfg.method, cfg.model)
-    trainer = KubetuneTrainer(
-        model=model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
-        data_collator=bundle.collator, processing_class=tokenizer,
-        loraplus=cfg.method if cfg.method.loraplus_lr_ratio else None,
-    )
+                       gradient_checkpointing=cfg.training.gradient_checkpointing and not run.fsdp_layers,
+                       local_rank=max(run.args.local_rank, 0), **model_kwargs)
+    return apply_method(model, cfg.method, cfg.model, task=task)
+
+
+def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: PreparedRun,
+                   examples: int) -> TrainResult:
+    """Install kubetune's callbacks, print the plan, train (resuming when asked), evaluate, save the artifact."""
+    args = run.args
     main = trainer.is_world_process_zero()
-    install_callbacks(trainer, kubetune_callbacks(output_dir, ctx.sinks if main else [],
+    install_callbacks(trainer, kubetune_callbacks(run.output_dir, ctx.sinks if main else [],
                                                   cfg.run.progress_interval_s, ctx.console and not args.disable_tqdm))
     if main:
         steps = estimated_steps(args, len(trainer.get_train_dataloader()))
-        ctx.say(plan_text(cfg, trainer, steps, len(bundle.train), resume))
+        ctx.say(plan_text(cfg, trainer, steps, examples, run.resume))
 
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    output = trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
     metrics = dict(output.metrics)
-    if bundle.eval is not None and args.eval_strategy != "no":
+    if trainer.eval_dataset is not None and args.eval_strategy != "no":
         metrics |= trainer.evaluate()
-    save_final(trainer, cfg, output_dir, metrics)
-    return TrainResult(output_dir=output_dir, artifact_type=artifact_type(cfg.method.finetuning_type),
+    save_final(trainer, cfg, run.output_dir, metrics)
+    return TrainResult(output_dir=run.output_dir, artifact_type=artifact_type(cfg.method.finetuning_type),
                        global_step=trainer.state.global_step, train_loss=metrics.get("train_loss"),
-                       resumed_from=resume, metrics=metrics)
+                       resumed_from=run.resume, metrics=metrics)
+
+
+def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
+    """Train ``cfg.stage`` (pt or sft) on a causal LM and write the artifact. Returns what was produced."""
+    run = prepare_run(cfg)
+    model = load_trainable(cfg, run)
+    trainer = KubetuneTrainer(
+        model=model, args=run.args, train_dataset=run.bundle.train, eval_dataset=run.bundle.eval,
+        data_collator=run.bundle.collator, processing_class=run.tokenizer,
+        loraplus=cfg.method if cfg.method.loraplus_lr_ratio else None,
+    )
+    return train_and_save(trainer, cfg, ctx, run, len(run.bundle.train))

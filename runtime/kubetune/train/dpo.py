@@ -1,0 +1,71 @@
+"""Stage ``dpo``: direct preference optimisation and its reference-free relatives, chosen by ``pref_loss``.
+
+=========  ==========================================================  ===================================
+pref_loss  loss (β = pref_beta)                                        TRL 1.16 trainer
+=========  ==========================================================  ===================================
+sigmoid    DPO, -log σ(β·Δ) (Rafailov et al., 2023)                     DPOTrainer ``sigmoid``
+hinge      SLiC hinge, max(0, 1 - β·Δ) (Zhao et al., 2023)              DPOTrainer ``hinge``
+ipo        IPO, (Δ̄ - 1/(2β))² on per-token averages (Azar et al.)       DPOTrainer ``ipo``
+orpo       NLL(chosen) - β·log σ(log-odds ratio) (Hong et al., 2024)     ORPOTrainer (trl.experimental)
+simpo      -log σ(β·(avg logp_c - avg logp_r) - γ) (Meng et al., 2024)  CPOTrainer ``simpo`` (experimental)
+=========  ==========================================================  ===================================
+
+Δ = (log π(y_c) - log π_ref(y_c)) - (log π(y_r) - log π_ref(y_r)), log-probabilities summed over the answer.
+``pref_ftx`` adds that weight times the SFT loss on the chosen answers (TRL's ``sft`` loss, CPO's ``cpo_alpha``;
+for orpo it scales the NLL term ORPO already has by 1 + pref_ftx). ``dpo_label_smoothing`` ε switches sigmoid to
+TRL's robust DPO, [(1-ε)·L(Δ) - ε·L(-Δ)]/(1-2ε) (Chowdhury et al., 2024); TRL 1.16 no longer has the
+conservative cDPO mixture LLaMA-Factory uses, so the two differ. SimPO applies ε as cDPO does.
+
+Reference model: ``ref_model`` when set; otherwise the policy with its LoRA adapter off (no second copy), or a
+frozen copy of the base for full/freeze training. orpo and simpo use none. Logged per step: rewards/chosen,
+rewards/rejected, rewards/margins, rewards/accuracies (β-scaled implicit rewards), logps/*, and the loss.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from trl import DPOConfig, DPOTrainer
+
+from kubetune.data.preference import encode_pair
+from kubetune.train.checkpoints import AtomicCheckpointMixin
+from kubetune.train.context import TrainContext, TrainResult
+from kubetune.train.preference import SavesTrainedAdapterOnly, encode_dataset, load_reference, pair_kwargs
+from kubetune.train.workflow import load_trainable, prepare_run, train_and_save
+
+if TYPE_CHECKING:
+    from kubetune.config import PreferenceConfig, RuntimeConfig
+
+
+class KubetuneDPOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, DPOTrainer):
+    """DPOTrainer over rows kubetune already encoded (``prompt_ids``/``chosen_ids``/``rejected_ids``)."""
+
+    def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+        return dataset
+
+
+def dpo_losses(pref: PreferenceConfig) -> dict[str, Any]:
+    """DPOConfig fields for sigmoid, hinge and ipo (plus the SFT term and label smoothing)."""
+    loss = "robust" if pref.pref_loss == "sigmoid" and pref.dpo_label_smoothing else pref.pref_loss
+    types, weights = [loss], [1.0]
+    if pref.pref_ftx:
+        types.append("sft")
+        weights.append(pref.pref_ftx)
+    return {"loss_type": types, "loss_weights": weights, "beta": pref.pref_beta,
+            "label_smoothing": pref.dpo_label_smoothing, "ld_alpha": pref.ld_alpha}
+
+
+def run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
+    """Train on ``cfg.data`` pairs with the configured ``pref_loss``."""
+    if cfg.preference.pref_loss in ("orpo", "simpo"):
+        from kubetune.train.dpo_reference_free import run as run_reference_free
+
+        return run_reference_free(cfg, ctx)
+    run_ = prepare_run(cfg, DPOConfig, max_length=None, disable_dropout=True, **dpo_losses(cfg.preference))
+    kwargs = pair_kwargs(cfg, run_.tokenizer)
+    train = encode_dataset(run_.bundle.train, encode_pair, cfg, run_.tokenizer, **kwargs)
+    evals = encode_dataset(run_.bundle.eval, encode_pair, cfg, run_.tokenizer, **kwargs)
+    model = load_trainable(cfg, run_)
+    trainer = KubetuneDPOTrainer(model=model, ref_model=load_reference(cfg, run_), args=run_.args,
+                                 train_dataset=train, eval_dataset=evals, processing_class=run_.tokenizer)
+    return train_and_save(trainer, cfg, ctx, run_, len(train))
