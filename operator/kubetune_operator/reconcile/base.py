@@ -83,6 +83,21 @@ def finished(ctx: Context, resource: Resource, body: dict[str, Any]) -> None:
         ctx.kube.patch_status(resource, meta["namespace"], meta["name"], {"observedGeneration": generation})
 
 
+def reconcile_run(ctx: Context, resource: Resource, namespace: str, name: str,
+                  is_terminal: Callable[[dict[str, Any] | None], bool],
+                  reconcile_live: Callable[[Context, dict[str, Any]], None]) -> None:
+    """The frame shared by one-shot runs (FineTuneJob, ModelExport): lock the object, skip it when gone or being
+    deleted, only record the generation once it finished, else reconcile it."""
+    with ctx.locks(resource.kind, namespace, name):
+        body = ctx.kube.get(resource, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        if is_terminal(body.get("status")):
+            finished(ctx, resource, body)
+            return
+        reconcile_live(ctx, body)
+
+
 def parse_error(kind: str, exc: Exception) -> Rejection:
     """A body the API types reject (the CRD should have caught it; an older CRD version may not have)."""
     return Rejection("InvalidSpec", f"{kind} does not match the kubetune API: {exc}")

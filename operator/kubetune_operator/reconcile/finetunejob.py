@@ -15,7 +15,7 @@ from kubetune.uris import UriError
 from kubetune_operator.kinds import FINETUNEJOB, JOB, PYTORCHJOB
 from kubetune_operator.kube import Invalid, KubeError
 from kubetune_operator.meta import output_dir
-from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, finished, parse_error, write_status
+from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, parse_error, reconcile_run, write_status
 from kubetune_operator.render import pods
 from kubetune_operator.render.training import TrainInputs, launcher_kind, render_training
 from kubetune_operator.resolve import Artifact, Ref, Resolution, first_unresolved, ref_of, resolve_source
@@ -82,14 +82,7 @@ def output_status(job: FineTuneJob, out_uri: str, base: Resolution) -> dict[str,
 
 
 def reconcile_finetunejob(ctx: Context, namespace: str, name: str) -> None:
-    with ctx.locks("FineTuneJob", namespace, name):
-        body = ctx.kube.get(FINETUNEJOB, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return
-        if is_terminal(body.get("status")):
-            finished(ctx, FINETUNEJOB, body)
-            return
-        _reconcile(ctx, body)
+    reconcile_run(ctx, FINETUNEJOB, namespace, name, is_terminal, _reconcile)
 
 
 def _reconcile(ctx: Context, body: dict[str, Any]) -> None:

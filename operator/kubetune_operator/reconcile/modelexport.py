@@ -12,7 +12,7 @@ from kubetune.uris import UriError
 from kubetune_operator.kinds import JOB, MODELEXPORT
 from kubetune_operator.kube import Invalid
 from kubetune_operator.meta import output_dir
-from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, finished, parse_error, write_status
+from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, parse_error, reconcile_run, write_status
 from kubetune_operator.render import pods
 from kubetune_operator.render.export import ExportInputs, job_name, render_export
 from kubetune_operator.resolve import Ref, Unresolved, ref_of, resolve_ref
@@ -73,14 +73,7 @@ def output_status(mexp: ModelExport, inputs: ExportInputs) -> dict[str, Any]:
 
 
 def reconcile_modelexport(ctx: Context, namespace: str, name: str) -> None:
-    with ctx.locks("ModelExport", namespace, name):
-        body = ctx.kube.get(MODELEXPORT, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return
-        if is_terminal(body.get("status")):
-            finished(ctx, MODELEXPORT, body)
-            return
-        _reconcile(ctx, body)
+    reconcile_run(ctx, MODELEXPORT, namespace, name, is_terminal, _reconcile)
 
 
 def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
