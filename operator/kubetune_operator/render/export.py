@@ -95,12 +95,8 @@ def render_export(parent: dict[str, Any], mexp: ModelExport, inputs: ExportInput
         "volumeMounts": mounts,
         "securityContext": pods.security_context(),
     }
-    if settings.image_pull_policy:
-        container["imagePullPolicy"] = settings.image_pull_policy
-    res = pods.resources(spec.resources.requests, spec.resources.limits, spec.resources.gpus,
-                         spec.resources.gpu_resource_name)
-    if res:
-        container["resources"] = res
+    pods.finish_container(container, settings.image_pull_policy, spec.resources.requests, spec.resources.limits,
+                          spec.resources.gpus, spec.resources.gpu_resource_name)
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",

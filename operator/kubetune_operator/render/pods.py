@@ -68,6 +68,17 @@ def scheduling(spec: Scheduling) -> dict[str, Any]:
     return out
 
 
+def finish_container(container: dict[str, Any], pull_policy: str | None, requests: dict[str, Any] | None,
+                     limits: dict[str, Any] | None, gpus: int, gpu_resource_name: str) -> dict[str, Any]:
+    """Add the optional pull policy and resources every kubetune container gets; returns the container."""
+    if pull_policy:
+        container["imagePullPolicy"] = pull_policy
+    res = resources(requests, limits, gpus, gpu_resource_name)
+    if res:
+        container["resources"] = res
+    return container
+
+
 def resources(requests: dict[str, Any] | None, limits: dict[str, Any] | None, gpus: int,
               gpu_resource_name: str) -> dict[str, Any]:
     """Container resources; GPUs are an extended resource, so they go in limits (and requests, equal)."""

@@ -149,13 +149,9 @@ def _container(isvc: InferenceService, inputs: ServingInputs, settings: RenderSe
         "securityContext": pods.security_context(),
         **_probes(isvc),
     }
-    if settings.image_pull_policy:
-        container["imagePullPolicy"] = settings.image_pull_policy
-    res = pods.resources(spec.resources.requests, spec.resources.limits, spec.resources.gpus_per_replica,
-                         spec.resources.gpu_resource_name)
-    if res:
-        container["resources"] = res
-    return container
+    return pods.finish_container(container, settings.image_pull_policy, spec.resources.requests,
+                                 spec.resources.limits, spec.resources.gpus_per_replica,
+                                 spec.resources.gpu_resource_name)
 
 
 def render_deployment(parent: dict[str, Any], isvc: InferenceService, inputs: ServingInputs,

@@ -102,11 +102,8 @@ def pod_template(parent: dict[str, Any], job: FineTuneJob, inputs: TrainInputs, 
         "volumeMounts": mounts,
         "securityContext": pods.security_context(),
     }
-    if settings.image_pull_policy:
-        container["imagePullPolicy"] = settings.image_pull_policy
-    container_resources = pods.resources(res.requests, res.limits, res.gpus_per_node, res.gpu_resource_name)
-    if container_resources:
-        container["resources"] = container_resources
+    pods.finish_container(container, settings.image_pull_policy, res.requests, res.limits, res.gpus_per_node,
+                          res.gpu_resource_name)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": spec.service_account_name or settings.runtime_service_account,
         "containers": [container],

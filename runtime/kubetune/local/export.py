@@ -8,17 +8,16 @@ as they are. The export writes ``<output.uri>/<name>-<uid8>/`` with its manifest
 from __future__ import annotations
 
 import traceback
-from pathlib import Path
 
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import ModelExportPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy, read_manifest
-from kubetune.local.context import LocalContext, Outcome, output_name
-from kubetune.local.finetune import ACCEPTED, already_succeeded, restart_conditions
+from kubetune.local.context import LocalContext, Outcome
+from kubetune.local.finetune import ACCEPTED, done_before, output_location, restart_conditions
 from kubetune.local.plan import LocalObject
-from kubetune.local.sources import Artifact, Unresolved, absolute_uri, resolve_source
+from kubetune.local.sources import Artifact, Unresolved, resolve_source
 from kubetune.local.status import Cond, Tracker
 from kubetune.local.workdir import Record
 from kubetune.uris import UriError, UriResolver
@@ -77,10 +76,8 @@ def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     mexp = obj.resource
     assert isinstance(mexp, ModelExport)
     resolver = ctx.resolver(obj)
-    output_uri = absolute_uri(resolver.join(mexp.spec.output.uri, output_name(obj, record.uid)), resolver) + "/"
-    export_dir = Path(resolver.resolve(output_uri))
-    if already_succeeded(record, export_dir):
-        ctx.say(f"{tracker.ref:<34} Succeeded (unchanged since it ran; output {output_uri})")
+    output_uri, export_dir = output_location(obj, record, resolver, mexp.spec.output.uri)
+    if done_before(record, tracker, ctx, output_uri, export_dir):
         return Outcome.SUCCEEDED
     source = _resolve(obj, ctx, tracker)
     if source is None:

@@ -23,7 +23,7 @@ from kubetune.local.sources import Artifact, absolute_uri, resolve_reference
 from kubetune.local.status import Cond, Tracker, now_text
 from kubetune.local.workdir import Record
 from kubetune.status_reporter import latest_checkpoint
-from kubetune.uris import UriError
+from kubetune.uris import UriError, UriResolver
 
 ACCEPTED = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
 INPUTS_READY = Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")
@@ -32,6 +32,20 @@ INPUTS_READY = Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")
 def already_succeeded(record: Record, output_dir: Path) -> bool:
     """A finished run stays finished: Succeeded in the record and its manifest still there."""
     return record.phase == P.SUCCEEDED and (output_dir / MANIFEST_NAME).is_file()
+
+
+def output_location(obj: LocalObject, record: Record, resolver: UriResolver, parent_uri: str) -> tuple[str, Path]:
+    """A producer's output URI (``<parent_uri>/<name>-<uid8>/``, as the operator names it) and its local folder."""
+    uri = absolute_uri(resolver.join(parent_uri, output_name(obj, record.uid)), resolver) + "/"
+    return uri, Path(resolver.resolve(uri))
+
+
+def done_before(record: Record, tracker: Tracker, ctx: LocalContext, output_uri: str, output_dir: Path) -> bool:
+    """True (and says so) when this object already succeeded with the same spec and its output is intact."""
+    if not already_succeeded(record, output_dir):
+        return False
+    ctx.say(f"{tracker.ref:<34} Succeeded (unchanged since it ran; output {output_uri})")
+    return True
 
 
 def restart_conditions(record: Record) -> list[Cond]:
@@ -99,10 +113,8 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     job = obj.resource
     assert isinstance(job, FineTuneJob)
     resolver = ctx.resolver(obj)
-    output_uri = absolute_uri(resolver.join(job.spec.output.uri, output_name(obj, record.uid)), resolver) + "/"
-    output_dir = Path(resolver.resolve(output_uri))
-    if already_succeeded(record, output_dir):
-        ctx.say(f"{tracker.ref:<34} Succeeded (unchanged since it ran; output {output_uri})")
+    output_uri, output_dir = output_location(obj, record, resolver, job.spec.output.uri)
+    if done_before(record, tracker, ctx, output_uri, output_dir):
         return Outcome.SUCCEEDED
     inputs = _inputs(obj, ctx, tracker)
     if inputs is None:
