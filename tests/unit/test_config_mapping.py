@@ -146,7 +146,7 @@ def test_convert_command_prints_a_valid_finetunejob(tmp_path, capsys, monkeypatc
     assert job.spec.model.uri == "hf://Qwen/Qwen2.5-0.5B-Instruct" and job.spec.lora.rank == 4
     assert job.spec.datasets[0].name == "identity" and job.spec.datasets[0].registry_uri == f"file://{tmp_path}/data"
     assert job.spec.output.uri == f"file://{tmp_path}/saves/sft/" and job.spec.extra_args == {"neftune_noise_alpha": 5}
-    assert main(["convert", "qwen_lora_sft.yaml", "lora_rnak=4"]) == 1
+    assert main(["convert", "qwen_lora_sft.yaml", "lora_rnak=4"]) == 2
     assert "did you mean lora_rank?" in capsys.readouterr().err
 
 

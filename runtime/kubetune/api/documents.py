@@ -14,8 +14,10 @@ from kubetune.api.errors import FieldError, field_errors
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.api.modelexport import ModelExport
+from kubetune.api.yamlfile import YamlFileError, compose_all, read_text
 
 API_VERSION = "kubetune.io/v1alpha1"
+EMPTY_FILE = "the file holds no YAML document (it is empty or only comments); expected a kubetune resource or config"
 KINDS: dict[str, type[BaseModel]] = {
     "FineTuneJob": FineTuneJob,
     "ModelExport": ModelExport,
@@ -67,14 +69,17 @@ def _line_map(node: yaml.Node, prefix: tuple[Any, ...], out: dict[tuple[Any, ...
 
 
 def load_documents(path: str | Path) -> Iterator[Document]:
-    """Yield each YAML document in a file with its line map. Raises yaml.YAMLError with a position on bad YAML."""
-    text = Path(path).read_text()
-    for i, node in enumerate(yaml.compose_all(text, Loader=yaml.SafeLoader)):
-        if node is None:
+    """Yield each YAML document in a file with its line map; empty documents are skipped.
+
+    Raises:
+        YamlFileError: unreadable file, not UTF-8, bad YAML, too deep or too large an expansion, duplicate keys;
+            each with the line and column (see kubetune.api.yamlfile).
+    """
+    for i, (node, data) in enumerate(compose_all(read_text(path), str(path))):
+        if node is None or data is None:  # nothing, or only `---` (kubectl skips those too)
             continue
         lines: dict[tuple[Any, ...], int] = {}
         _line_map(node, (), lines)
-        data = yaml.safe_load(yaml.serialize(node))
         yield Document(file=str(path), index=i, data=data, lines=lines)
 
 
@@ -121,13 +126,11 @@ def _validate_other(data: dict[str, Any]) -> list[FieldError]:
 
 
 def validate_file(path: str | Path) -> list[FieldError]:
-    """Validate every document of a file; YAML syntax errors come back as one FieldError with their line."""
+    """Validate every document of a file. A file that is not usable YAML, or holds no document, is one problem."""
     try:
         docs = list(load_documents(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        return [FieldError("", f"invalid YAML: {getattr(exc, 'problem', exc)}", str(path),
-                           mark.line + 1 if mark else None)]
-    except OSError as exc:
-        return [FieldError("", f"cannot read file: {exc.strerror}", str(path))]
+    except YamlFileError as exc:
+        return [FieldError("", exc.message, exc.file, exc.line)]
+    if not docs:
+        return [FieldError("", EMPTY_FILE, str(path))]
     return [err for doc in docs for err in validate_document(doc)]

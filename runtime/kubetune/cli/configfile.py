@@ -11,11 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from kubetune.api.documents import Document, load_documents
+from kubetune.api.documents import EMPTY_FILE, Document, load_documents
 from kubetune.api.errors import FieldError, field_errors
+from kubetune.api.yamlfile import YamlFileError, load_value
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -33,13 +33,35 @@ def read_document(path: str | Path) -> Document:
     where = str(path)
     try:
         docs = list(load_documents(path))
-    except FileNotFoundError as exc:
-        raise ConfigError([FieldError("", "file not found", file=where)]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([FieldError("", f"not valid YAML: {exc}", file=where)]) from exc
+    except YamlFileError as exc:
+        raise ConfigError([FieldError("", exc.message, file=exc.file, line=exc.line)]) from None
+    if not docs:
+        raise ConfigError([FieldError("", EMPTY_FILE, file=where)])
     if len(docs) != 1 or not isinstance(docs[0].data, dict):
-        raise ConfigError([FieldError("", "expected exactly one YAML mapping in the file", file=where)])
+        line = docs[1].line_of("") if len(docs) > 1 else docs[0].line_of("")
+        raise ConfigError([FieldError("", "expected exactly one YAML mapping in the file", file=where, line=line)])
     return docs[0]
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """``["export_size=2", "template=qwen"]`` -> ``{"export_size": 2, "template": "qwen"}`` (values as YAML).
+
+    Raises ConfigError naming every override that is not ``key=value`` or whose value is not YAML.
+    """
+    out: dict[str, object] = {}
+    errors = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            errors.append(FieldError("", f"override {pair!r}: expected key=value", file="<command line>"))
+            continue
+        try:
+            out[key.strip()] = load_value(value)
+        except YamlFileError as exc:
+            errors.append(FieldError(key.strip(), f"value is not valid YAML: {exc.message}", file="<command line>"))
+    if errors:
+        raise ConfigError(errors)
+    return out
 
 
 def is_custom_resource(doc: Document) -> bool:

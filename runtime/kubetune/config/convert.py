@@ -2,6 +2,7 @@
 
 Local paths become file:// URIs (absolute, relative to the current directory as LLaMA-Factory reads them),
 hub ids become hf:// URIs; keys the FineTuneJob spec has no field for are carried in ``extraArgs``.
+Exit codes: 0 printed, 2 config errors (``file:line: key: message``), as `kubetune train`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace, command: str) -> int:
                                               namespace=args.namespace, output_uri=args.output_uri)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return 2
     print(f"# Converted from {args.config} by kubetune convert.")
     sys.stdout.write(yaml.safe_dump(job.wire(), sort_keys=False))
     return 0

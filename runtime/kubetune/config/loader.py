@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from kubetune.api.errors import FieldError
+from kubetune.api.yamlfile import YamlFileError, load_value
 from kubetune.config.base import CommaSeparated
 from kubetune.config.keys import GROUPS, RENAMED, group_of, known_keys, suggest, unsupported_reason
 from kubetune.config.runtime import RuntimeConfig
@@ -103,9 +103,9 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
             errors.append(FieldError("", f"override {item!r} is not key=value", "<command line>"))
             continue
         try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError as exc:
-            errors.append(FieldError(key.strip(), f"value is not valid YAML: {exc}", "<command line>"))
+            out[key.strip()] = load_value(value) if value.strip() else None
+        except YamlFileError as exc:
+            errors.append(FieldError(key.strip(), f"value is not valid YAML: {exc.message}", "<command line>"))
     if errors:
         raise ConfigError(errors)
     return out
@@ -113,18 +113,18 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
 
 def read_flat(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
     """Read a flat YAML (or JSON) config; returns the dict and the line of each top-level key."""
-    from kubetune.api.documents import load_documents
+    from kubetune.api.documents import EMPTY_FILE, load_documents
 
     try:
         docs = list(load_documents(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError([FieldError("", f"invalid YAML: {getattr(exc, 'problem', exc)}", str(path),
-                                      mark.line + 1 if mark else None)]) from exc
-    except OSError as exc:
-        raise ConfigError([FieldError("", f"cannot read file: {exc.strerror}", str(path))]) from exc
+    except YamlFileError as exc:
+        raise ConfigError([FieldError("", exc.message, exc.file, exc.line)]) from None
+    if not docs:
+        raise ConfigError([FieldError("", EMPTY_FILE, str(path))])
     if len(docs) != 1 or not isinstance(docs[0].data, dict):
-        raise ConfigError([FieldError("", "expected one mapping of runtime keys", str(path))])
+        where = docs[1].line_of("") if len(docs) > 1 else docs[0].line_of("")
+        raise ConfigError([FieldError("", "expected one mapping of runtime keys (key: value lines)", str(path),
+                                      where)])
     doc = docs[0]
     lines = {str(k[0]): n for k, n in doc.lines.items() if len(k) == 1}
     return dict(doc.data), lines

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import yaml
-
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy
-from kubetune.cli.configfile import ConfigError, fail, is_custom_resource, read_document, validate
+from kubetune.cli.configfile import ConfigError, fail, is_custom_resource, parse_overrides, read_document, validate
 from kubetune.export.config import ExportConfig, default_resolver, resolve_modelexport
 from kubetune.uris import UriError
 
@@ -20,17 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys (flat configs)")
     parser.add_argument("--pvc-root", help="directory holding pvc://<claim>/ paths (default /mnt/pvc)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty export directory")
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """``["export_size=2", "template=qwen"]`` -> ``{"export_size": 2, "template": "qwen"}`` (values as YAML)."""
-    out: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {pair!r}: expected key=value")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def load_export(args: argparse.Namespace) -> tuple[ExportConfig, CreatedBy | None]:
