@@ -5,12 +5,17 @@
 ``file:///abs`` is ``/abs``; a relative path, plain or as ``file://rel/path`` (a local-run convenience: the CRD
 pattern wants a scheme), is taken relative to ``base_dir`` (the CR file's folder).
 ``hf://org/name`` becomes the hub id ``org/name`` (transformers and datasets load it when a network is there).
+
+A ``pvc://`` URI never leaves its claim: the claim is a DNS-1123 label (a PersistentVolumeClaim name), the path
+has no ``..`` segment, and the resolved path (symlinks followed) must stay under ``<pvc_root>/<claim>``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from kubetune.names import label_problem
 
 POD_PVC_ROOT = "/mnt/pvc"
 SCHEMES = ("file://", "pvc://", "hf://", "s3://")
@@ -21,12 +26,31 @@ class UriError(ValueError):
 
 
 def split_pvc(uri: str) -> tuple[str, str]:
-    """``pvc://claim/some/path`` -> ("claim", "some/path")."""
+    """``pvc://claim/some/path`` -> ("claim", "some/path"), the path normalised (no ``.`` or empty segments).
+
+    Raises UriError when the claim is not a DNS-1123 label or the path has a ``..`` segment or a NUL byte.
+    """
     rest = uri.removeprefix("pvc://")
     claim, _, path = rest.partition("/")
     if not claim:
         raise UriError(f"{uri!r}: expected pvc://<claim>/<path>")
-    return claim, path
+    if (problem := label_problem(claim)) is not None:
+        raise UriError(f"{uri!r}: the claim {problem}")
+    if "\0" in path:
+        raise UriError(f"{uri!r}: the path holds a NUL byte")
+    parts = [p for p in PurePosixPath(path).parts if p not in ("/", ".")]
+    if ".." in parts:
+        raise UriError(f"{uri!r}: '..' is not allowed in a pvc:// path; a path stays inside its claim")
+    return claim, "/".join(parts)
+
+
+def inside(path: Path, root: Path, uri: str) -> Path:
+    """``path`` when it stays under ``root`` once symlinks are followed. Raises UriError when it leaves it."""
+    real, real_root = path.resolve(), root.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise UriError(f"{uri!r}: resolves to {real}, outside {real_root} (a symlink leads out); "
+                       "a pvc:// path must stay inside its claim")
+    return path
 
 
 @dataclass(frozen=True)
@@ -42,7 +66,8 @@ class UriResolver:
             return self._local(uri.removeprefix("file://"))
         if uri.startswith("pvc://"):
             claim, path = split_pvc(uri)
-            return str(self.pvc_root / claim / path)
+            root = self.pvc_root / claim
+            return str(inside(root / path if path else root, root, uri))
         if uri.startswith("hf://"):
             return uri.removeprefix("hf://")
         if uri.startswith("s3://"):

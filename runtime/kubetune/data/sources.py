@@ -12,11 +12,12 @@ import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import ValidationError
 
+from kubetune.api.yamlfile import YamlFileError, decode
 from kubetune.config.data_args import DataConfig, DatasetAttr
 from kubetune.data.formats import DataFormatError, Example, convert_row
 
@@ -33,16 +34,52 @@ class DatasetSource:
     path: Path | None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DataFormatError(f"duplicate key {key!r}; each dataset and field is written once")
+        out[key] = value
+    return out
+
+
+def read_registry_file(info: Path) -> dict[str, Any]:
+    """The JSON object in a dataset_info.json. Raises DataFormatError (file, line) for what is not one."""
+    try:
+        text = decode(info.read_bytes(), str(info))
+        raw = json.loads(text, object_pairs_hook=_unique_keys)
+    except YamlFileError as exc:
+        raise DataFormatError(exc.message, file=str(info), row=exc.line) from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"invalid JSON: {exc.msg}", file=str(info), row=exc.lineno) from None
+    except DataFormatError as exc:
+        raise DataFormatError(exc.reason, file=str(info)) from None
+    if not isinstance(raw, dict):
+        raise DataFormatError("expected a JSON object mapping dataset names to entries", file=str(info))
+    return raw
+
+
+def check_inside(info: Path, name: str, file_name: str) -> None:
+    """Refuse a registry ``file_name`` that leads outside the registry's folder (``..``, absolute, symlink)."""
+    root = info.parent
+    target = (root / file_name).resolve()
+    if ".." in PurePath(file_name).parts or PurePath(file_name).is_absolute() \
+            or (target != root.resolve() and root.resolve() not in target.parents):
+        raise DataFormatError(f"{file_name!r} leads outside the dataset folder {root} (to {target}); "
+                              "expected a file or folder inside dataset_dir", field=f"{name}.file_name",
+                              file=str(info))
+
+
 def load_registry(data: DataConfig) -> dict[str, DatasetAttr]:
-    """Entries of ``<dataset_dir>/dataset_info.json`` (if present) overlaid with ``data.dataset_info``."""
+    """Entries of ``<dataset_dir>/dataset_info.json`` (if present) overlaid with ``data.dataset_info``.
+
+    Entries from the file are data people share: their ``file_name`` must stay inside ``dataset_dir``. Inline
+    entries come from the config itself (a FineTuneJob's dataset URIs, already resolved) and may be anywhere.
+    """
     registry: dict[str, DatasetAttr] = {}
     info = Path(data.dataset_dir) / "dataset_info.json"
     if info.is_file():
-        try:
-            raw = json.loads(info.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"invalid JSON: {exc.msg}", file=str(info), row=exc.lineno) from None
-        for name, entry in raw.items():
+        for name, entry in read_registry_file(info).items():
             try:
                 registry[name] = DatasetAttr.model_validate(entry)
             except ValidationError as exc:
@@ -50,6 +87,8 @@ def load_registry(data: DataConfig) -> dict[str, DatasetAttr]:
                 field = ".".join(str(p) for p in first["loc"])
                 raise DataFormatError(str(first["msg"]).removeprefix("Value error, "),
                                       field=f"{name}.{field}".rstrip("."), file=str(info)) from None
+            if registry[name].file_name:
+                check_inside(info, name, str(registry[name].file_name))
     registry.update(data.dataset_info or {})
     return registry
 

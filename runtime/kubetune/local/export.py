@@ -76,7 +76,10 @@ def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     mexp = obj.resource
     assert isinstance(mexp, ModelExport)
     resolver = ctx.resolver(obj)
-    output_uri, export_dir = output_location(obj, record, resolver, mexp.spec.output.uri)
+    try:
+        output_uri, export_dir = output_location(obj, record, resolver, mexp.spec.output.uri)
+    except UriError as exc:  # a pvc:// output that leaves its claim: nothing is written
+        return _fail(tracker, R.INVALID_SPEC, f"spec.output.uri: {exc}")
     if done_before(record, tracker, ctx, output_uri, export_dir):
         return Outcome.SUCCEEDED
     source = _resolve(obj, ctx, tracker)

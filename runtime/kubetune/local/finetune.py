@@ -113,7 +113,10 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     job = obj.resource
     assert isinstance(job, FineTuneJob)
     resolver = ctx.resolver(obj)
-    output_uri, output_dir = output_location(obj, record, resolver, job.spec.output.uri)
+    try:
+        output_uri, output_dir = output_location(obj, record, resolver, job.spec.output.uri)
+    except UriError as exc:  # a pvc:// output that leaves its claim: nothing is written
+        return _fail(tracker, R.INVALID_SPEC, f"spec.output.uri: {exc}", accepted=False)
     if done_before(record, tracker, ctx, output_uri, output_dir):
         return Outcome.SUCCEEDED
     inputs = _inputs(obj, ctx, tracker)

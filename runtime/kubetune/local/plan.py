@@ -18,6 +18,7 @@ from kubetune.api.errors import FieldError
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.api.modelexport import ModelExport
+from kubetune.names import label_problem, subdomain_problem
 
 Resource = FineTuneJob | ModelExport | InferenceService
 Key = tuple[str, str, str]  # (namespace, kind, name)
@@ -91,6 +92,17 @@ def references(resource: Resource) -> list[tuple[str, str]]:
     return [ref for source in sources for ref in _source_refs(source)]
 
 
+def name_problems(obj: LocalObject) -> list[tuple[str, str]]:
+    """(field path, message) for each name that is not what the apiserver accepts; names become local paths."""
+    meta = obj.resource.metadata
+    found = []
+    if (problem := subdomain_problem(str(meta.get("name")))) is not None:
+        found.append(("metadata.name", f"{problem}; names become folders, so they are checked as the apiserver does"))
+    if meta.get("namespace") is not None and (problem := label_problem(str(meta["namespace"]))) is not None:
+        found.append(("metadata.namespace", problem))
+    return found  # references are checked by the schema (a DNS-1123 label pattern)
+
+
 def load_objects(files: Iterable[str | Path]) -> list[LocalObject]:
     """Validate and parse every document of ``files``. Raises PlanError listing all problems of all files."""
     errors: list[FieldError] = []
@@ -112,7 +124,11 @@ def load_objects(files: Iterable[str | Path]) -> list[LocalObject]:
                                          doc.line_of("metadata")))
                 continue
             resource: Any = parse_custom_resource(data)
-            objects.append(LocalObject(resource, Path(file), doc.line_of("")))
+            obj = LocalObject(resource, Path(file), doc.line_of(""))
+            problems = name_problems(obj)
+            errors.extend(FieldError(path, message, str(file), doc.line_of(path)) for path, message in problems)
+            if not problems:
+                objects.append(obj)
     if errors:
         raise PlanError(errors)
     return objects

@@ -19,6 +19,7 @@ from typing import Any
 
 from kubetune.artifacts import atomic_write_text
 from kubetune.local.plan import Key, LocalObject
+from kubetune.names import label_problem, subdomain_problem
 
 DEFAULT_WORK_DIR = ".kubetune"
 
@@ -72,7 +73,12 @@ class WorkDir:
     root: Path
 
     def path(self, key: Key) -> Path:
+        """Where ``key``'s record lives. Raises ValueError for a name or namespace that is not a Kubernetes name
+        (plan.load_objects reports those first; this keeps any other caller inside the work directory)."""
         namespace, kind, name = key
+        problem = label_problem(namespace) or subdomain_problem(name) or (None if kind.isalpha() else kind)
+        if problem is not None:
+            raise ValueError(f"no record path for {kind}/{name} in namespace {namespace}: {problem}")
         return self.root / "objects" / namespace / kind / f"{name}.json"
 
     def load(self, key: Key) -> Record | None:
