@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from tests.adapters import train_lora
 from tests.builders import make_modelexport
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "A tiny model learns a tiny thing."]
 
 
@@ -181,3 +185,29 @@ def test_adapter_from_kubetune_train_merges_exactly(tiny_llama, tmp_path):
     assert torch.allclose(got, expected, atol=1e-5)
     assert (got - _logits(AutoModelForCausalLM.from_pretrained(tiny_llama), IDS)).abs().max() > 1e-4
     assert read_manifest(out).stage == "sft"
+
+
+KILL_BEFORE_MANIFEST = """
+import os, signal, sys
+import kubetune.export.pipeline as pipeline
+# Die where a node loss or an OOM kill hurts most: the folder is renamed into place, the manifest not yet written.
+pipeline.write_manifest = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+from kubetune.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_export_killed_before_its_manifest_is_replaced_by_the_retry(tiny_llama, tmp_path):
+    out = tmp_path / "out"
+    cfg = _write(tmp_path / "export.yaml", {"model_name_or_path": str(tiny_llama), "export_dir": str(out),
+                                            "infer_dtype": "float32"})
+    killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_MANIFEST, "export", str(cfg)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (out / "model.safetensors").is_file() and not (out / "kubetune-artifact.json").exists()
+
+    assert main(["export", str(cfg)]) == 0  # the same command, as a Job's retry runs it: no --overwrite
+    manifest = check_artifact(out, expect_type="full-model", verify_files=True)
+    assert not [name for name in manifest.files if name.startswith(".")]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert not (tmp_path / ".out.partial").exists()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from kubetune.artifacts import check_artifact
@@ -227,3 +228,38 @@ def test_llamafactory_example_runs_unchanged(tiny_llama, tmp_path, monkeypatch, 
     assert kubetune_main(["train", str(configs[0]), *overrides, "--no-progress"]) == 0, capsys.readouterr().err
     manifest = check_artifact(tmp_path / "out", verify_files=True)
     assert manifest.stage == "sft"
+
+
+KILL_BEFORE_MANIFEST = """
+import os, signal, sys
+import kubetune.train.outputs as outputs
+# Die during the final save: the last checkpoint is complete and the model is written, the manifest is not.
+outputs.write_manifest = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+from kubetune.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_during_the_final_save_resumes_to_exactly_max_steps(tiny_llama, data_dir, tmp_path):
+    """max_steps 10 ends mid-epoch (12 batches per epoch) and on a checkpoint (save_steps 5): the resumed run must
+    not train an 11th step, and its artifact must equal the uninterrupted run's."""
+    from safetensors.torch import load_file
+
+    keys = {"finetuning_type": "full", "learning_rate": 1e-3, "max_steps": 10, "save_steps": 5}
+    straight = write_config(tmp_path / "a" / "cfg.yaml", tiny_llama, data_dir, **keys)
+    killed = write_config(tmp_path / "b" / "cfg.yaml", tiny_llama, data_dir, **keys)
+    run_train(straight, "--no-progress")
+    proc = subprocess.run([sys.executable, "-c", KILL_BEFORE_MANIFEST, "train", str(killed), "--no-progress"],
+                          capture_output=True, text=True, env=ENV, cwd=ROOT)
+    out = tmp_path / "b" / "out"
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert last_complete_checkpoint(out) == out / "checkpoint-10" and not (out / "kubetune-artifact.json").exists()
+
+    printed = run_train(killed, "--no-progress")
+    assert "resuming from checkpoint-10" in printed and "done: 10 steps" in printed
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 10
+    assert [r["step"] for r in read_trainer_log(out) if "loss" in r] == list(range(1, 11))
+    check_artifact(out, expect_type="full-model", verify_files=True)
+    resumed, reference = load_file(out / "model.safetensors"), load_file(tmp_path / "a" / "out" / "model.safetensors")
+    assert resumed.keys() == reference.keys()
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)

@@ -1,7 +1,10 @@
 """The export pipeline: check inputs, merge, quantize, move into place, write the manifest last.
 
 Work happens in a hidden sibling ``.<export_dir>.partial`` directory that is renamed onto ``export_dir`` when
-complete, so an interrupted export never leaves a directory that looks finished.
+complete, so an interrupted export never leaves a directory that looks finished. The renamed folder carries the
+hidden marker ``.kubetune-export-unfinished`` until the manifest is written: a process killed between the rename
+and the manifest leaves a folder that the next attempt recognises as its own leftover and replaces, while a folder
+the export did not make (no marker, no manifest) is still never deleted without ``overwrite``.
 """
 
 from __future__ import annotations
@@ -10,14 +13,22 @@ import os
 import shutil
 from pathlib import Path
 
-from kubetune.artifacts import ArtifactManifest, BaseModelInfo, CreatedBy, QuantInfo, write_manifest
+from kubetune.artifacts import MANIFEST_NAME, ArtifactManifest, BaseModelInfo, CreatedBy, QuantInfo, write_manifest
 from kubetune.export.config import ExportConfig
 from kubetune.export.merge import ExportError, check_adapter, merge_lora, refuse_quantized_base
 from kubetune.export.quantize import check_available, quantize
 
+UNFINISHED = ".kubetune-export-unfinished"
+
+
+def leftover(out: Path) -> bool:
+    """True when ``out`` is an export that stopped after its rename and before its manifest."""
+    return (out / UNFINISHED).is_file() and not (out / MANIFEST_NAME).exists()
+
 
 def _prepare_output(out: Path, overwrite: bool) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    occupied = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if occupied and not overwrite and not leftover(out):
         raise ExportError(f"{out} exists and is not empty; choose a new export_dir (or pass --overwrite)")
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -26,6 +37,7 @@ def _prepare_output(out: Path, overwrite: bool) -> Path:
 
 
 def _move_into_place(src: Path, out: Path) -> None:
+    (src / UNFINISHED).write_text("this export has not written its manifest yet; a new export replaces it\n")
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     os.replace(src, out)
@@ -74,6 +86,7 @@ def run_export(config: ExportConfig, *, created_by: CreatedBy | None = None,
         if config.quantization else None,
         created_by=created_by or CreatedBy(),
     )
-    written = write_manifest(out, manifest)
+    written = write_manifest(out, manifest)  # hidden files are not part of the manifest
+    (out / UNFINISHED).unlink()
     print(f"exported {out} ({len(written.files)} files; manifest written)")
     return written

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
 
 from kubetune.model.adapters import apply_method, count_parameters
 from kubetune.model.loader import decoder_layer_classes, load_model, load_tokenizer
 from kubetune.train.arguments import precision_of, training_arguments
+from kubetune.train.checkpoints import global_step_of
 from kubetune.train.context import TrainContext, TrainResult
 from kubetune.train.outputs import artifact_type, clean_output_dir, resume_checkpoint, save_final
 from kubetune.train.trainer import KubetuneTrainer, install_callbacks, kubetune_callbacks
@@ -104,6 +105,23 @@ def load_trainable(cfg: RuntimeConfig, run: PreparedRun, task: str = "causal_lm"
     return apply_method(model, cfg.method, cfg.model, task=task)
 
 
+class _AlreadyTrained(Exception):
+    """Raised by :class:`StopBeforeAnyStep` to leave ``Trainer.train`` once the checkpoint is loaded."""
+
+
+class StopBeforeAnyStep(TrainerCallback):
+    """For a run resumed from a checkpoint that already holds every planned step (a kill during the final save).
+
+    transformers checks ``max_steps`` only after a step, so resuming at ``global_step == max_steps`` in the middle
+    of an epoch trains one step more (21 of 20). This callback leaves ``train()`` when the first step would begin:
+    by then the checkpoint's weights and state are loaded (and wrapped for DeepSpeed or FSDP), so the final save
+    writes exactly what the checkpoint holds.
+    """
+
+    def on_step_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        raise _AlreadyTrained
+
+
 def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: PreparedRun,
                    examples: int) -> TrainResult:
     """Install kubetune's callbacks, print the plan, train (resuming when asked), evaluate, save the artifact."""
@@ -111,12 +129,19 @@ def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: Pre
     main = trainer.is_world_process_zero()
     install_callbacks(trainer, kubetune_callbacks(run.output_dir, ctx.sinks if main else [],
                                                   cfg.run.progress_interval_s, ctx.console and not args.disable_tqdm))
+    steps = estimated_steps(args, len(trainer.get_train_dataloader()))
+    trained_before = run.resume is not None and global_step_of(run.resume) >= steps
     if main:
-        steps = estimated_steps(args, len(trainer.get_train_dataloader()))
         ctx.say(plan_text(cfg, trainer, steps, examples, run.resume))
-
-    output = trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
-    metrics = dict(output.metrics)
+        if trained_before:
+            ctx.say(f"all {steps} steps are in {run.resume.name}; writing the final artifact from it")
+    if trained_before:
+        trainer.add_callback(StopBeforeAnyStep())
+    try:
+        output = trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
+        metrics = {} if trained_before else dict(output.metrics)  # nothing was trained in this process
+    except _AlreadyTrained:
+        metrics = {}
     if trainer.eval_dataset is not None and args.eval_strategy != "no":
         metrics |= trainer.evaluate()
     save_final(trainer, cfg, run.output_dir, metrics)
