@@ -19,7 +19,7 @@ from kubetune.config.runtime import RuntimeConfig
 from kubetune.data.cache import cache_dir, cache_key
 from kubetune.data.collators import FlatteningCollator, PaddingCollator
 from kubetune.data.distributed import main_process_first
-from kubetune.data.formats import Example
+from kubetune.data.formats import DataFormatError, Example
 from kubetune.data.mixing import mix, split_eval
 from kubetune.data.packing import chunk, pack_bins
 from kubetune.data.sources import DatasetSource, load_examples, resolve_sources
@@ -146,7 +146,9 @@ def build_datasets(cfg: RuntimeConfig, tokenizer: Any, stage: str | None = None)
             stats = DataStats(cache_path=str(path))
             train_rows, eval_rows = _prepare(cfg, stage, tokenizer, train_src, eval_src, stats)
             if not train_rows:
-                raise ValueError(f"no training examples left from {', '.join(cfg.data.dataset or [])}")
+                raise DataFormatError(f"no training examples left from {', '.join(cfg.data.dataset or [])} "
+                                      f"({stats.dropped_examples} had no answer token left within cutoff_len "
+                                      f"{cfg.data.cutoff_len}); raise cutoff_len", field="cutoff_len")
             train = Dataset.from_list(train_rows)
             eval_ = Dataset.from_list(eval_rows) if eval_rows else None
             stats.train_rows, stats.eval_rows = len(train_rows), len(eval_rows)

@@ -176,6 +176,7 @@ class LoadedDataset:
     name: str
     examples: list[Example]
     skipped: int
+    first_error: DataFormatError | None = None  # the first skipped row's problem, located
 
 
 def load_examples(source: DatasetSource, stage: str, *, skip_bad_rows: bool = False,
@@ -200,7 +201,7 @@ def load_examples(source: DatasetSource, stage: str, *, skip_bad_rows: bool = Fa
     examples = sample(examples, source.attr.num_samples, seed)
     if max_samples is not None:
         examples = examples[:max_samples]
-    return LoadedDataset(source.name, examples, skipped)
+    return LoadedDataset(source.name, examples, skipped, first_error)
 
 
 def sample(items: list[Any], n: int | None, seed: int) -> list[Any]:

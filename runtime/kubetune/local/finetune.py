@@ -16,6 +16,8 @@ from kubetune.api.conditions import FineTuneJobPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.artifacts import MANIFEST_NAME, ArtifactError, read_manifest
+from kubetune.data.check import check_data
+from kubetune.data.formats import DataFormatError
 from kubetune.local.context import LocalContext, Outcome, output_name
 from kubetune.local.plan import LocalObject, references
 from kubetune.local.progress import LocalProgressSink
@@ -96,7 +98,8 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from kubetune.train.outputs import OutputError
     from kubetune.train.stages import StageNotAvailable
 
-    return LaunchError, MethodError, ModelLoadError, OutputError, StageNotAvailable, ArtifactError, OSError
+    return (LaunchError, MethodError, ModelLoadError, OutputError, StageNotAvailable, ArtifactError, OSError,
+            DataFormatError)
 
 
 def _fail(tracker: Tracker, reason: R, message: str, accepted: bool = True) -> Outcome:
@@ -126,6 +129,10 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
         cfg = _config(obj, record, ctx, output_dir, inputs)
     except (ConfigError, UriError) as exc:
         return _fail(tracker, R.INVALID_SPEC, str(exc), accepted=False)
+    try:
+        check_data(cfg)  # seconds, where loading the stack and the model first took tens of seconds
+    except DataFormatError as exc:
+        return _fail(tracker, R.FAILED, f"data: {exc}")
 
     restarted = record.phase in (P.RUNNING, P.SUSPENDED, P.FAILED)
     message = f"training ({job.spec.stage} {job.spec.method}) into {output_uri}"

@@ -2,7 +2,8 @@
 
 The config is loaded once here and passed down typed. When the launcher environment (or ``--nproc-per-node``)
 asks for more than one process, the command replaces itself with torchrun running the same command line in every
-process. Exit codes: 0 trained, 2 config errors (``file:line: key: message``), 1 training failed.
+process. The data is read and checked before torch or the model loads. Exit codes: 0 trained, 2 config or data
+errors (``file:line: key: message``, ``data-file:row N: field: message``), 1 training failed.
 """
 
 from __future__ import annotations
@@ -57,13 +58,31 @@ def _relaunch(args: argparse.Namespace) -> list[str] | None:
 
 def _config_errors() -> tuple[type[Exception], ...]:
     """Errors that mean "this config cannot run here": reported without a traceback, exit code 2."""
+    from kubetune.data.formats import DataFormatError
     from kubetune.model.adapters import MethodError
     from kubetune.model.loader import ModelLoadError
     from kubetune.train.distributed import LaunchError
     from kubetune.train.outputs import OutputError
     from kubetune.train.stages import StageConfigError, StageNotAvailable
 
-    return LaunchError, MethodError, ModelLoadError, OutputError, StageConfigError, StageNotAvailable
+    return LaunchError, MethodError, ModelLoadError, OutputError, StageConfigError, StageNotAvailable, DataFormatError
+
+
+def data_problem(cfg: RuntimeConfig, config_file: str) -> str | None:
+    """The first data problem, located, or None: checked before torch, the tokenizer or the model load."""
+    from kubetune.config.loader import read_flat
+    from kubetune.data.check import check_data
+    from kubetune.data.formats import DataFormatError
+
+    try:
+        check_data(cfg)
+    except DataFormatError as exc:
+        if exc.file:
+            return f"{exc} (dataset of {config_file})"
+        key = exc.field.split(".")[0] if exc.field in ("dataset", "eval_dataset") else "dataset"
+        line = read_flat(config_file)[1].get(key)
+        return f"{config_file}{f':{line}' if line else ''}: {key}: {exc.reason}"
+    return None
 
 
 def run(args: argparse.Namespace, command: str) -> int:
@@ -75,6 +94,10 @@ def run(args: argparse.Namespace, command: str) -> int:
     except ConfigError as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
+        return 2
+    problem = data_problem(cfg, args.config)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     from kubetune.train.context import TrainContext
     from kubetune.train.stages import run_stage
