@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def job_file(tmp_path, tiny_llama) -> Path:
     """A FineTuneJob reading a pvc:// model and a dataset path relative to its own file."""
     pvc_model = tmp_path / "pvc" / "models" / "base"
     pvc_model.parent.mkdir(parents=True)
-    pvc_model.symlink_to(tiny_llama, target_is_directory=True)
+    shutil.copytree(tiny_llama, pvc_model)  # a symlink out of the claim would be refused, as in a pod
     rows = [{"instruction": f"Add {i % 7} and {i % 5}.", "output": str(i % 7 + i % 5)} for i in range(64)]
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "sums.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
