@@ -15,7 +15,7 @@ from kubetune.data.formats import DataFormatError
 from kubetune.data.sources import resolve_sources
 from kubetune.local.workdir import WorkDir
 from kubetune.uris import UriError, UriResolver, split_pvc
-from tests.builders import make_finetunejob
+from tests.builders import make_finetunejob, make_modelexport
 
 
 @pytest.mark.parametrize(("uri", "message"), [
@@ -124,3 +124,18 @@ def test_registry_file_problems_are_located(tmp_path, raw, message, row):
     with pytest.raises(DataFormatError, match=message) as info:
         resolve_sources(["a"], DataConfig(dataset_dir=str(tmp_path)))
     assert info.value.file == str(tmp_path / "dataset_info.json") and info.value.row == row
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    ({"name": "../../../escaped"}, "metadata.name: '../../../escaped' is not a DNS-1123 subdomain"),
+    ({"name": "ok", "uid": "../../../e"}, "metadata.uid: '../../../e' is not a UID"),
+])
+def test_export_of_a_resource_file_keeps_its_folder_name_a_name(tmp_path, capsys, metadata, message):
+    body = make_modelexport(source={"fineTuneJobRef": None, "model": {"uri": f"file://{tmp_path}/base"}},
+                            output={"uri": f"file://{tmp_path}/a/b/c/"})
+    body["metadata"] = metadata
+    file = tmp_path / "mexp.yaml"
+    file.write_text(yaml.safe_dump(body))
+    assert kubetune_main(["export", str(file)]) == 1
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mexp.yaml"]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kubetune.api.modelexport import ModelExport, QuantMethod
 from kubetune.config.base import StrList
+from kubetune.names import subdomain_problem
 from kubetune.uris import UriError, UriResolver
 
 # Keys LLaMA-Factory export YAMLs usually carry that change nothing here (the merge does not depend on them).
@@ -124,6 +125,11 @@ def output_dir_name(mexp: ModelExport) -> str:
     """``<name>-<uid8>``, the directory the export writes under ``spec.output.uri`` (``<name>`` without a uid)."""
     name = str(mexp.metadata.get("name") or "export")
     uid = str(mexp.metadata.get("uid") or "").replace("-", "")
+    # The name becomes a folder: outside a cluster nobody else has checked it.
+    if (problem := subdomain_problem(name)) is not None:
+        raise UriError(f"metadata.name: {problem}")
+    if uid and not (uid.isascii() and uid.isalnum()):
+        raise UriError(f"metadata.uid: {mexp.metadata.get('uid')!r} is not a UID (letters, digits and '-')")
     return f"{name}-{uid[:8]}" if uid else name
 
 
