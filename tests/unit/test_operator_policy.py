@@ -99,7 +99,7 @@ def test_escaping_uris_are_refused_by_the_schema(uri):
 
 @pytest.mark.parametrize("uri", ["pvc://../etc", "pvc://models/../../x", "pvc://models/./x", "hf://org/.."])
 def test_render_refuses_escaping_uris_even_when_stored_before_the_schema(uri):
-    with pytest.raises(UriError, match="claim|segments"):
+    with pytest.raises(UriError, match=r"claim|segments"):
         pods.pod_path(uri)
     if uri.startswith("pvc://"):
         with pytest.raises(UriError):
