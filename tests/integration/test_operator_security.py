@@ -84,10 +84,13 @@ def test_a_tenant_cannot_choose_the_image_service_account_or_security_flags(clus
                     "--user=alice")
     cluster.kubectl("create", "serviceaccount", "namespace-admin", "-n", namespace)
     install_runtime_identity(cluster, namespace)
-    for verb, what in (("create", "jobs.batch"), ("create", "pods"), ("create", "deployments.apps"),
-                       ("patch", "finetunejobs.kubetune.io/status")):
-        answer = cluster.kubectl("auth", "can-i", verb, what, "-n", namespace, as_user="alice", check=False)
-        assert answer.stdout.strip() == "no", (verb, what)
+    for question in (("create", "jobs.batch"), ("create", "pods"), ("create", "deployments.apps"),
+                     ("patch", "finetunejobs.kubetune.io", "--subresource=status")):
+        answer = cluster.kubectl("auth", "can-i", *question, "-n", namespace, as_user="alice", check=False)
+        assert answer.stdout.strip() == "no", question
+    allowed = cluster.kubectl("auth", "can-i", "create", "finetunejobs.kubetune.io", "-n", namespace,
+                              as_user="alice", check=False)
+    assert allowed.stdout.strip() == "yes"
 
     out = {"uri": "pvc://models/out/"}
     cluster.apply([in_ns(make_finetunejob("miner", launcher="job", image="evil/miner:latest", output=out), namespace),

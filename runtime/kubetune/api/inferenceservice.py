@@ -85,7 +85,7 @@ class EngineSpec(KubeModel):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            f"self.extraArgs.all(a, !a.matches('{DENIED_ENGINE_FLAG_PATTERN}'))",
+            f"!has(self.extraArgs) || self.extraArgs.all(a, !a.matches('{DENIED_ENGINE_FLAG_PATTERN}'))",
             "extraArgs may not set flags that load code, change authentication, open files or network endpoints, "
             "or override what kubetune sets (--trust-remote-code, --api-key, --ssl-*, --host, --port, --model, "
             "--chat-template, --lora-modules, ...); see kubetune.api.inferenceservice.DENIED_ENGINE_FLAGS",
