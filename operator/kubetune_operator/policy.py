@@ -23,6 +23,7 @@ from kubetune.api.inferenceservice import DENIED_ENGINE_FLAGS
 IMAGE_NOT_ALLOWED = "ImageNotAllowed"
 SERVICE_ACCOUNT_NOT_ALLOWED = "ServiceAccountNotAllowed"
 ENGINE_ARG_NOT_ALLOWED = "EngineArgNotAllowed"
+REMOTE_CODE_NOT_ALLOWED = "RemoteCodeNotAllowed"
 KINDS = ("FineTuneJob", "ModelExport", "InferenceService")
 
 
@@ -49,6 +50,8 @@ class Policy(_Model):
     service_accounts: ServiceAccountPolicy = Field(default_factory=ServiceAccountPolicy)
     denied_engine_flags: tuple[str, ...] = Field((), description="More engine flags to deny (without --), added "
                                                  "to the built-in list.")
+    allow_trust_remote_code: bool = Field(False, description="Whether training may run model code shipped with a "
+                                          "checkpoint (model.trustRemoteCode): that is any code, in an allowed image.")
 
 
 class PolicyError(ValueError):
@@ -111,6 +114,15 @@ def check_children(policy: Policy, manifests: list[dict[str, Any]], allowed_imag
                 return SERVICE_ACCOUNT_NOT_ALLOWED, (
                     f"spec.serviceAccountName: {account!r} is not allowed by the operator's policy ({where}); "
                     f"allowed: {', '.join(policy.service_accounts.allowed) or 'none (remove the field)'}")
+    return None
+
+
+def check_runtime_config(policy: Policy, config: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when the pods' runtime config would run code shipped with a checkpoint, unless allowed."""
+    if config.get("trust_remote_code") and not policy.allow_trust_remote_code:
+        return REMOTE_CODE_NOT_ALLOWED, (
+            "spec.model.trustRemoteCode (or extraArgs.trust_remote_code): running model code from a checkpoint is "
+            "not allowed by the operator's policy (allowTrustRemoteCode)")
     return None
 
 

@@ -95,15 +95,17 @@ def test_a_tenant_cannot_choose_the_image_service_account_or_security_flags(clus
     out = {"uri": "pvc://models/out/"}
     cluster.apply([in_ns(make_finetunejob("miner", launcher="job", image="evil/miner:latest", output=out), namespace),
                    in_ns(make_finetunejob("admin", serviceAccountName="namespace-admin", output=out), namespace),
+                   in_ns(make_finetunejob("code", model={"uri": "hf://org/m", "trustRemoteCode": True},
+                                          output=out), namespace),
                    in_ns(make_inferenceservice("chat", model={"uri": "pvc://models/m/"}, image="evil/server:1"),
                          namespace)], as_user="alice")
     for resource, name, reason in ((FTJ, "miner", "ImageNotAllowed"), (FTJ, "admin", "ServiceAccountNotAllowed"),
-                                   (ISVC, "chat", "ImageNotAllowed")):
+                                   (FTJ, "code", "RemoteCodeNotAllowed"), (ISVC, "chat", "ImageNotAllowed")):
         cond = wait_for(lambda resource=resource, name=name: accepted(cluster, resource, name, namespace),
                         what=f"{name} refused")
         assert cond["reason"] == reason, cond
         assert phase_of(cluster, resource, name, namespace) == "Failed"
-    for resource, name in ((JOB, "miner"), (PTJ, "admin"), (DEPLOY, "chat")):
+    for resource, name in ((JOB, "miner"), (PTJ, "admin"), (PTJ, "code"), (DEPLOY, "chat")):
         assert get_json(cluster, resource, name, namespace) is None
 
     flags = in_ns(make_inferenceservice("remote", engine={"backend": "hf", "extraArgs": ["--trust-remote-code"]}),

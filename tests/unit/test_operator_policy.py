@@ -15,8 +15,10 @@ from kubetune_operator.policy import (
     PolicyError,
     check_children,
     check_engine_args,
+    check_runtime_config,
     load_policy,
 )
+from kubetune_operator.reconcile.finetunejob import runtime_config
 from kubetune_operator.render import pods
 from kubetune_operator.status.common import transition_events
 from tests.builders import make_finetunejob, make_inferenceservice
@@ -57,6 +59,15 @@ def test_policy_patterns_open_images_and_accounts():
     assert verdict(children, policy) is None
     template["spec"]["containers"][0]["image"] = "registry.corp/other:1"
     assert verdict(children, policy)[0] == IMAGE_NOT_ALLOWED
+
+
+def test_checkpoint_code_runs_only_when_the_admin_allows_it():
+    job = FineTuneJob.model_validate(make_finetunejob("x", model={"uri": "hf://org/m", "trustRemoteCode": True}))
+    config = runtime_config(job, "pvc://models/out/x-1/", {})
+    assert check_runtime_config(DEFAULT, config)[0] == "RemoteCodeNotAllowed"
+    assert check_runtime_config(Policy(allow_trust_remote_code=True), config) is None
+    plain = FineTuneJob.model_validate(make_finetunejob("x", model={"uri": "hf://org/m"}))
+    assert check_runtime_config(DEFAULT, runtime_config(plain, "pvc://models/out/x-1/", {})) is None
 
 
 def test_policy_file_errors_name_the_file_and_field(tmp_path):

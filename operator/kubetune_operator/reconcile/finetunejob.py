@@ -15,6 +15,7 @@ from kubetune.uris import UriError
 from kubetune_operator.kinds import FINETUNEJOB, JOB, PYTORCHJOB
 from kubetune_operator.kube import Invalid, KubeError
 from kubetune_operator.meta import output_dir
+from kubetune_operator.policy import check_runtime_config
 from kubetune_operator.reconcile.base import (
     Context,
     Refused,
@@ -117,6 +118,9 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
         by_ref = {r.origin: r for r in resolutions if isinstance(r, Artifact) and r.origin}
         try:
             config = runtime_config(job, out_uri, by_ref)
+            denied = check_runtime_config(ctx.policy, config)
+            if denied:
+                raise Refused(Rejection(*denied))
             inputs = TrainInputs(output_uri=out_uri, read_uris=read_uris(job, resolutions))
             applied = apply_children(ctx, body, render_training(body, job, inputs, config, ctx.settings))
             launcher = applied[kind]
