@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import threading
 
-from kubetune_operator.settings import DEFAULT_RUNTIME_IMAGE, DEFAULT_VLLM_IMAGE, OperatorConfig, RenderSettings
+from kubetune_operator.policy import PolicyError, load_policy
+from kubetune_operator.settings import (
+    DEFAULT_RUNTIME_IMAGE,
+    DEFAULT_VLLM_IMAGE,
+    POD_USER,
+    OperatorConfig,
+    RenderSettings,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -29,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--vllm-image", default=DEFAULT_VLLM_IMAGE, help="image of vLLM serving pods")
     parser.add_argument("--runtime-service-account", default="kubetune-runtime",
                         help="ServiceAccount of training and export pods in each namespace")
+    parser.add_argument("--policy", metavar="FILE",
+                        help="the cluster admin's policy (YAML): allowed images and ServiceAccounts, default "
+                             "ServiceAccount per kind, more denied engine flags; default: only the configured "
+                             "images and default ServiceAccounts (docs/security.md)")
+    parser.add_argument("--run-as-user", type=int, default=POD_USER,
+                        help="non-root uid (and gid) of every pod the operator creates (default %(default)s)")
     parser.add_argument("--image-pull-policy", choices=("Always", "IfNotPresent", "Never"),
                         help="imagePullPolicy of the pods the operator creates")
     parser.add_argument("--resync", type=float, default=300.0, metavar="SECONDS",
@@ -37,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
+    """The typed configuration, with the policy file read once here (a bad file stops the operator at start)."""
+    policy = load_policy(args.policy)
+    accounts = policy.service_accounts.defaults
     return OperatorConfig(
         namespaces=tuple(args.namespaces),
         kubeconfig=args.kubeconfig,
@@ -46,9 +63,12 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         priority=args.priority,
         liveness=args.liveness,
         resync_seconds=args.resync,
-        render=RenderSettings(runtime_image=args.runtime_image, vllm_image=args.vllm_image,
-                              runtime_service_account=args.runtime_service_account,
-                              image_pull_policy=args.image_pull_policy),
+        render=RenderSettings(
+            runtime_image=args.runtime_image, vllm_image=args.vllm_image, image_pull_policy=args.image_pull_policy,
+            runtime_service_account=accounts.get("FineTuneJob") or args.runtime_service_account,
+            export_service_account=accounts.get("ModelExport", args.runtime_service_account),
+            serving_service_account=accounts.get("InferenceService"), run_as_user=args.run_as_user),
+        policy=policy,
     )
 
 
@@ -60,7 +80,7 @@ def serve(cfg: OperatorConfig, stop: threading.Event | None = None, ready: threa
     from kubetune_operator.kube import Kube
     from kubetune_operator.reconcile.base import Context
 
-    ctx = Context(kube=Kube.connect(cfg.kubeconfig, cfg.context), settings=cfg.render)
+    ctx = Context(kube=Kube.connect(cfg.kubeconfig, cfg.context), settings=cfg.render, policy=cfg.policy)
     asyncio.run(kopf.operator(
         registry=build_registry(ctx, cfg),
         settings=operator_settings(cfg),
@@ -79,5 +99,10 @@ def run(args: argparse.Namespace, command: str) -> int:
     del command
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(config_from_args(args))
+    try:
+        cfg = config_from_args(args)
+    except PolicyError as exc:
+        print(f"kubetune operator: {exc}", file=sys.stderr)
+        return 2
+    serve(cfg)
     return 0

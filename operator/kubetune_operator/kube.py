@@ -27,6 +27,7 @@ APPLY = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dic
 MERGE = "application/merge-patch+json"
 log = logging.getLogger("kubetune.operator")
 TRANSIENT_STATUS = {401, 408, 409, 429, 500, 502, 503, 504}
+SCHEMA_ERROR = "field not declared in schema"  # server-side apply's words for an unknown field
 
 
 class KubeError(RuntimeError):
@@ -42,7 +43,8 @@ class Transient(KubeError):
 
 
 class Invalid(KubeError):
-    """The apiserver rejected an object (422): the message says which field."""
+    """The apiserver rejected an object (422, 400, or an apply with a field its schema lacks): the message says
+    which field."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,12 @@ def _error(exc: Exception, what: str) -> KubeError:
         with contextlib.suppress(ValueError, AttributeError):
             detail = json.loads(exc.body or "{}").get("message") or detail
         message = f"{what}: {status} {detail}".strip()
+        if status in (400, 422) or SCHEMA_ERROR in detail:
+            # What the apiserver refused to decode or validate (a field its schema lacks in a pass-through block
+            # such as affinity) fails the same way on every retry: report it instead of retrying forever.
+            return Invalid(message, status)
         if status in TRANSIENT_STATUS:
             return Transient(message, status)
-        if status == 422:
-            return Invalid(message, status)
         return KubeError(message, status)
     return Transient(f"{what}: {exc}")
 

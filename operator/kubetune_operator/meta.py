@@ -39,6 +39,13 @@ def owner_reference(parent: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def controlled_by(obj: dict[str, Any], parent: dict[str, Any]) -> bool:
+    """Whether ``obj`` names ``parent`` (by uid) as its controller: only such children may be written."""
+    uid = parent["metadata"].get("uid")
+    return any(ref.get("controller") and ref.get("uid") == uid
+               for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
 def child_labels(parent: dict[str, Any], queue_name: str | None = None) -> dict[str, str]:
     """``kubetune.io/<kind>=<name>`` (how the operator finds the child's parent) plus managed-by and Kueue."""
     labels = {owner_label(parent["kind"]): parent["metadata"]["name"], MANAGED_BY: MANAGER}

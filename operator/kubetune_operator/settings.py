@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import kubetune
+from kubetune_operator.policy import Policy
 
 DEFAULT_RUNTIME_IMAGE = f"ghcr.io/kubetune/kubetune-runtime:{kubetune.__version__}"
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
 RUNTIME_SERVICE_ACCOUNT = "kubetune-runtime"
+POD_USER = 1000  # the runtime image's `kubetune` user; the restricted Pod Security Standard needs a non-root uid
 
 
 @dataclass(frozen=True)
@@ -17,8 +19,21 @@ class RenderSettings:
 
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     vllm_image: str = DEFAULT_VLLM_IMAGE
-    runtime_service_account: str = RUNTIME_SERVICE_ACCOUNT
+    runtime_service_account: str = RUNTIME_SERVICE_ACCOUNT  # training pods
     image_pull_policy: str | None = None
+    export_service_account: str | None = RUNTIME_SERVICE_ACCOUNT
+    serving_service_account: str | None = None  # None: the namespace default, with no API token mounted
+    run_as_user: int = POD_USER
+
+    def service_account(self, kind: str) -> str | None:
+        """The ServiceAccount of a kind's pods when the resource names none."""
+        return {"FineTuneJob": self.runtime_service_account, "ModelExport": self.export_service_account,
+                "InferenceService": self.serving_service_account}[kind]
+
+    @property
+    def images(self) -> tuple[str, str]:
+        """The images the operator itself is configured with: always allowed."""
+        return (self.runtime_image, self.vllm_image)
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class OperatorConfig:
     liveness: str | None = None
     resync_seconds: float = 300.0
     render: RenderSettings = field(default_factory=RenderSettings)
+    policy: Policy = field(default_factory=Policy)
 
     @property
     def clusterwide(self) -> bool:

@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 
+from kubetune.api.common import URI_PATTERN
 from tests.builders import make_finetunejob, make_inferenceservice, make_modelexport
 from tests.unit.test_api_validation import INVALID
 
@@ -17,7 +18,9 @@ pytestmark = pytest.mark.cluster
 # it must print instead; the field path is always the same.
 APISERVER_WORDING = {
     "unknown-pref-loss": 'supported values: "sigmoid", "hinge", "ipo", "orpo", "simpo"',
-    "bad-uri-scheme": "should match '^(hf|pvc|s3|file)://.+$'",
+    "bad-uri-scheme": f"should match '{URI_PATTERN}'",
+    "pvc-uri-climbs-out": f"should match '{URI_PATTERN}'",
+    "pvc-claim-dotdot": f"should match '{URI_PATTERN}'",
     "unknown-stage": 'supported values: "pt", "sft", "rm", "ppo", "dpo", "kto"',
     "quant-bits": 'supported values: "4", "8"',
     "missing-output": "Required value",

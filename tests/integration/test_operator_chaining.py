@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.builders import make_finetunejob, make_modelexport
-from tests.support.operator import get_json, patch_status, phase_of, wait_for
+from tests.support.operator import condition_of, dig, get_json, patch_status, phase_of, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -26,11 +26,9 @@ def finish(cluster, name: str, namespace: str, state: str) -> None:
         {"type": state, "status": "True", "reason": f"PyTorchJob{state}", "message": f"training {state.lower()}"}]})
 
 
-def condition(obj: dict[str, Any], ctype: str) -> tuple[str, str] | None:
-    for cond in obj["status"].get("conditions") or []:
-        if cond["type"] == ctype:
-            return cond["status"], cond["reason"]
-    return None
+def condition(obj: dict[str, Any] | None, ctype: str) -> tuple[str, str] | None:
+    cond = condition_of(obj, ctype)
+    return (cond.get("status"), cond.get("reason")) if cond else None
 
 
 def test_export_waits_for_its_finetunejob_then_starts(cluster, operator, namespace):
@@ -47,7 +45,7 @@ def test_export_waits_for_its_finetunejob_then_starts(cluster, operator, namespa
     job = wait_for(lambda: get_json(cluster, JOB, "merged-export", namespace), what="export Job")
     ftj = get_json(cluster, FTJ, "sft", namespace)
     adapter = ftj["status"]["output"]["uri"]
-    mexp = wait_for(lambda: (m := get_json(cluster, MEXP, "merged", namespace))["status"].get("resolvedSource")
+    mexp = wait_for(lambda: (m := get_json(cluster, MEXP, "merged", namespace)) and dig(m, "status", "resolvedSource")
                     and m, what="resolvedSource")
     assert mexp["status"]["resolvedSource"] == {"fineTuneJob": "sft", "uri": adapter, "baseModelUri": "hf://org/base"}
     assert condition(mexp, "SourceReady") == ("True", "Resolved")
@@ -84,7 +82,7 @@ def test_export_of_a_failed_finetunejob_fails_with_source_failed(cluster, operat
 def test_export_created_after_success_and_reference_created_later(cluster, operator, namespace):
     """Order does not matter: a reference to a not-yet-existing object waits for it to appear."""
     cluster.apply(in_ns(make_modelexport("early", source={"fineTuneJobRef": {"name": "late"}}), namespace))
-    wait_for(lambda: (m := get_json(cluster, MEXP, "early", namespace)) and condition(m, "SourceReady")
+    wait_for(lambda: condition(get_json(cluster, MEXP, "early", namespace), "SourceReady")
              == ("False", "SourceNotFound"), what="SourceNotFound")
     cluster.apply(in_ns(make_finetunejob("late", output={"uri": "pvc://models/out/"}), namespace))
     finish(cluster, "late", namespace, "Succeeded")

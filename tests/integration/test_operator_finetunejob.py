@@ -16,7 +16,7 @@ from kubetune_operator.reconcile.finetunejob import read_uris, runtime_config
 from kubetune_operator.render.training import TrainInputs, render_training
 from kubetune_operator.resolve import Artifact
 from kubetune_operator.settings import RenderSettings
-from tests.support.operator import get_json, list_json, patch_status, phase_of, wait_for
+from tests.support.operator import condition_of, field_of, get_json, list_json, patch_status, phase_of, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -131,15 +131,14 @@ def test_restarts_failure_and_suspend(cluster, operator, namespace):
     assert denied.returncode != 0 and "immutable" in denied.stderr
     cluster.kubectl("patch", FTJ, "flaky", "-n", namespace, "--type=merge", "-p",
                     '{"spec":{"runPolicy":{"suspend":false}}}')
-    wait_for(lambda: get_json(cluster, PTJ, "flaky", namespace)["spec"]["runPolicy"]["suspend"] is False,
+    wait_for(lambda: field_of(cluster, PTJ, "flaky", namespace, "spec", "runPolicy", "suspend") is False,
              what="resumed PyTorchJob")
 
     for state in ("Running", "Restarting", "Running", "Restarting"):
         patch_status(cluster, PTJ, "flaky", namespace, {"conditions": [
             {"type": state, "status": "True", "reason": f"PyTorchJob{state}"}]})
-        wait_for(lambda state=state: get_json(cluster, FTJ, "flaky", namespace)["status"]["conditions"]
-                 and conditions(get_json(cluster, FTJ, "flaky", namespace))["Running"] == ("True", state),
-                 what=state)
+        wait_for(lambda state=state: (c := condition_of(get_json(cluster, FTJ, "flaky", namespace), "Running"))
+                 is not None and (c.get("status"), c.get("reason")) == ("True", state), what=state)
     assert get_json(cluster, FTJ, "flaky", namespace)["status"]["restarts"] == 2
     patch_status(cluster, PTJ, "flaky", namespace, {"conditions": [
         {"type": "Failed", "status": "True", "reason": "PyTorchJobFailed", "message": "pod exited with 1"}]})

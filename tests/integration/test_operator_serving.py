@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.builders import make_inferenceservice
-from tests.support.operator import get_json, patch_status, phase_of, wait_for
+from tests.support.operator import field_of, get_json, patch_status, phase_of, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -23,8 +23,8 @@ def available(replicas: int) -> dict[str, Any]:
                 {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "ok"}]}
 
 
-def template_hash(cluster, namespace: str) -> str:
-    return get_json(cluster, DEPLOY, "bot", namespace)["spec"]["template"]["metadata"]["annotations"][HASH]
+def template_hash(cluster, namespace: str) -> str | None:
+    return field_of(cluster, DEPLOY, "bot", namespace, "spec", "template", "metadata", "annotations", HASH)
 
 
 def test_inferenceservice_becomes_ready_rolls_and_scales(cluster, operator, namespace):
@@ -52,7 +52,7 @@ def test_inferenceservice_becomes_ready_rolls_and_scales(cluster, operator, name
 
     before = template_hash(cluster, namespace)
     cluster.kubectl("scale", "inferenceservices.kubetune.io/bot", "-n", namespace, "--replicas=3")
-    wait_for(lambda: get_json(cluster, DEPLOY, "bot", namespace)["spec"]["replicas"] == 3, what="scaled")
+    wait_for(lambda: field_of(cluster, DEPLOY, "bot", namespace, "spec", "replicas") == 3, what="scaled")
     assert template_hash(cluster, namespace) == before  # scaling does not roll the pods
 
     cluster.kubectl("patch", ISVC, "bot", "-n", namespace, "--type=merge", "-p",

@@ -86,6 +86,29 @@ def wait_for(probe: Callable[[], T | None], timeout_s: float = 60.0, interval_s:
     raise TimeoutError(f"{what} not reached in {timeout_s}s (last: {last!r})")
 
 
+def dig(obj: Any, *path: str | int, default: Any = None) -> Any:
+    """``obj[path[0]][path[1]]...``, or ``default`` where any step is missing, None or out of range.
+
+    Every wait-probe reads objects through this (or :func:`field_of`): the operator writes ``status`` some time
+    after the object exists, and a probe must keep polling instead of failing with KeyError or TypeError.
+    """
+    for key in path:
+        if isinstance(obj, dict):
+            obj = obj.get(key)
+        elif isinstance(obj, list) and isinstance(key, int) and -len(obj) <= key < len(obj):
+            obj = obj[key]
+        else:
+            return default
+        if obj is None:
+            return default
+    return obj
+
+
+def condition_of(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
+    """The metav1 condition of type ``ctype``, or None (also when there is no object or status yet)."""
+    return next((c for c in dig(obj, "status", "conditions", default=[]) if c.get("type") == ctype), None)
+
+
 def get_json(cluster: Cluster, resource: str, name: str, namespace: str) -> dict[str, Any] | None:
     result = cluster.kubectl("get", resource, name, "-n", namespace, "-o", "json", check=False)
     return json.loads(result.stdout) if result.returncode == 0 else None
@@ -102,6 +125,10 @@ def patch_status(cluster: Cluster, resource: str, name: str, namespace: str, sta
                     "-p", json.dumps({"status": status}))
 
 
+def field_of(cluster: Cluster, resource: str, name: str, namespace: str, *path: str | int) -> Any:
+    """One field of an object, or None while the object or the field does not exist."""
+    return dig(get_json(cluster, resource, name, namespace), *path)
+
+
 def phase_of(cluster: Cluster, resource: str, name: str, namespace: str) -> str | None:
-    obj = get_json(cluster, resource, name, namespace)
-    return ((obj or {}).get("status") or {}).get("phase")
+    return field_of(cluster, resource, name, namespace, "status", "phase")

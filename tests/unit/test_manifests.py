@@ -52,17 +52,39 @@ def test_operator_rbac_never_reads_secrets_or_deletes():
         assert not {"delete", "deletecollection", "*", "escalate", "bind", "impersonate"} & set(rule["verbs"])
 
 
-def test_deployment_args_parse_into_the_operator_config():
+def test_deployment_args_parse_into_the_operator_config(tmp_path):
     import argparse
 
     (deployment,) = docs("operator.yaml")
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    pod = deployment["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
     assert args[0] == "operator"
+    # the policy file is the shipped ConfigMap, mounted where --policy points
+    (policy_map,) = docs("policy.yaml")
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "policy")
+    volume = next(v for v in pod["volumes"] if v["name"] == "policy")
+    assert volume["configMap"]["name"] == policy_map["metadata"]["name"]
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy_map["data"]["policy.yaml"])
+    local = [a.replace(f"{mount['mountPath']}/policy.yaml", str(policy_file)) for a in args[1:]]
+    assert local != args[1:]
     parser = argparse.ArgumentParser()
     add_arguments(parser, "operator")
-    cfg = config_from_args(parser.parse_args(args[1:]))
+    cfg = config_from_args(parser.parse_args(local))
     assert cfg.standalone and cfg.clusterwide and cfg.liveness == "http://0.0.0.0:8080/healthz"
     assert cfg.render.runtime_image == "ghcr.io/kubetune/kubetune-runtime:0.1.0"
+    # safe defaults: no extra image or ServiceAccount, the runtime identity for runs, none for serving
+    assert cfg.policy.images.allowed == () and cfg.policy.service_accounts.allowed == ()
+    assert cfg.render.service_account("FineTuneJob") == "kubetune-runtime"
+    assert cfg.render.service_account("InferenceService") is None and cfg.render.run_as_user == 1000
+
+
+def test_tenant_role_is_limited_to_the_kubetune_kinds():
+    roles = {d["metadata"]["name"]: d for d in docs("rbac-tenant.yaml")}
+    edit = roles["kubetune-edit"]
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    for rule in edit["rules"]:
+        assert rule["apiGroups"] == ["kubetune.io"] and not any(r.endswith("/status") for r in rule["resources"])
 
 
 def test_kubetune_operator_help():

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubetune_operator.kinds import FINETUNEJOB, MODELEXPORT, Resource
+from kubetune_operator.kinds import FINETUNEJOB, MODELEXPORT, Resource, resource_of
 from kubetune_operator.kube import Kube
+from kubetune_operator.meta import controlled_by
+from kubetune_operator.policy import Policy, check_children
 from kubetune_operator.resolve import FINETUNEJOB as FTJ_KIND
 from kubetune_operator.resolve import Ref
 from kubetune_operator.settings import RenderSettings
@@ -40,6 +42,7 @@ class KeyedLocks:
 class Context:
     kube: Kube
     settings: RenderSettings
+    policy: Policy = field(default_factory=Policy)
     now: Callable[[], str] = utc_now
     locks: KeyedLocks = field(default_factory=KeyedLocks)
 
@@ -54,8 +57,51 @@ def fetch_refs(ctx: Context, namespace: str, refs: Iterable[Ref]) -> dict[Ref, d
     return out
 
 
-def apply_all(ctx: Context, manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Server-side apply each child in order; returns the applied objects by kind."""
+CHILD_CONFLICT = "ChildConflict"
+
+
+class Refused(Exception):
+    """The operator will not apply these children; ``rejection`` says why (and whether it is final)."""
+
+    def __init__(self, rejection: Rejection):
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+def get_owned(ctx: Context, resource: Resource, parent: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The child ``name`` when ``parent`` controls it; None when it is missing or belongs to someone else."""
+    found = ctx.kube.get(resource, parent["metadata"]["namespace"], name)
+    return found if found is not None and controlled_by(found, parent) else None
+
+
+def check_ownership(ctx: Context, parent: dict[str, Any], manifests: list[dict[str, Any]]) -> None:
+    """Raise Refused (not final) when a child's name is taken by an object ``parent`` does not control.
+
+    Server-side apply with force would otherwise take such an object over: rewrite its spec and add an owner
+    reference through which the garbage collector deletes it with the kubetune resource. All names are checked
+    before anything is written, so a conflict never leaves half of the children applied.
+    """
+    for manifest in manifests:
+        meta = manifest["metadata"]
+        found = ctx.kube.get(resource_of(manifest), meta["namespace"], meta["name"])
+        if found is not None and not controlled_by(found, parent):
+            owners = [f"{r.get('kind')} {r.get('name')}" for r in found["metadata"].get("ownerReferences") or []
+                      if r.get("controller")]
+            raise Refused(Rejection(CHILD_CONFLICT, (
+                f"{manifest['kind']} {meta['name']!r} already exists and is not controlled by this "
+                f"{parent['kind']} (controller: {', '.join(owners) or 'none'}); kubetune leaves it untouched. "
+                f"Rename or delete that {manifest['kind']}, or give this {parent['kind']} another name"),
+                final=False))
+
+
+def apply_children(ctx: Context, parent: dict[str, Any], manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Check the admin's policy and child ownership, then server-side apply each child in order; returns the
+    applied objects by kind. Raises Refused when the policy forbids a pod or a child's name is taken."""
+    denied = check_children(ctx.policy, manifests, ctx.settings.images,
+                            ctx.settings.service_account(parent["kind"]))
+    if denied:
+        raise Refused(Rejection(*denied))
+    check_ownership(ctx, parent, manifests)
     return {m["kind"]: ctx.kube.apply(m) for m in manifests}
 
 

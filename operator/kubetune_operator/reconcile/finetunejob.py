@@ -15,7 +15,17 @@ from kubetune.uris import UriError
 from kubetune_operator.kinds import FINETUNEJOB, JOB, PYTORCHJOB
 from kubetune_operator.kube import Invalid, KubeError
 from kubetune_operator.meta import output_dir
-from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, parse_error, reconcile_run, write_status
+from kubetune_operator.policy import check_runtime_config
+from kubetune_operator.reconcile.base import (
+    Context,
+    Refused,
+    apply_children,
+    fetch_refs,
+    get_owned,
+    parse_error,
+    reconcile_run,
+    write_status,
+)
 from kubetune_operator.render import pods
 from kubetune_operator.render.training import TrainInputs, launcher_kind, render_training
 from kubetune_operator.resolve import Artifact, Ref, Resolution, first_unresolved, ref_of, resolve_source
@@ -103,16 +113,21 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     unresolved = first_unresolved(resolutions)
     out_uri = output_dir(body, job.spec.output.uri)
     rejection = None
-    launcher = ctx.kube.get(launcher_resource, meta["namespace"], meta["name"])
+    launcher = get_owned(ctx, launcher_resource, body, meta["name"])
     if unresolved is None:
         by_ref = {r.origin: r for r in resolutions if isinstance(r, Artifact) and r.origin}
         try:
             config = runtime_config(job, out_uri, by_ref)
+            denied = check_runtime_config(ctx.policy, config)
+            if denied:
+                raise Refused(Rejection(*denied))
             inputs = TrainInputs(output_uri=out_uri, read_uris=read_uris(job, resolutions))
-            applied = apply_all(ctx, render_training(body, job, inputs, config, ctx.settings))
+            applied = apply_children(ctx, body, render_training(body, job, inputs, config, ctx.settings))
             launcher = applied[kind]
         except (ConfigError, UriError, Invalid) as exc:
             rejection = rejection_of(exc)
+        except Refused as exc:
+            rejection = exc.rejection
         except KubeError as exc:
             if exc.status != 404:
                 raise

@@ -12,7 +12,16 @@ from kubetune.api.inferenceservice import InferenceService
 from kubetune.uris import UriError
 from kubetune_operator.kinds import DEPLOYMENT, INFERENCESERVICE
 from kubetune_operator.kube import Invalid
-from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, parse_error, write_status
+from kubetune_operator.policy import check_engine_args
+from kubetune_operator.reconcile.base import (
+    Context,
+    Refused,
+    apply_children,
+    fetch_refs,
+    get_owned,
+    parse_error,
+    write_status,
+)
 from kubetune_operator.render import pods
 from kubetune_operator.render.serving import ServingInputs, render_serving, selector, url
 from kubetune_operator.resolve import Artifact, Ref, first_unresolved, ref_of, resolve_source, same_uri
@@ -79,7 +88,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     fetched = fetch_refs(ctx, meta["namespace"], references(isvc))
     model = resolve_source(isvc.spec.model, fetched)
     adapters = [(a.name, resolve_source(a, fetched)) for a in isvc.spec.adapters or []]
-    deployment = ctx.kube.get(DEPLOYMENT, meta["namespace"], meta["name"])
+    deployment = get_owned(ctx, DEPLOYMENT, body, meta["name"])
     unresolved = first_unresolved([model, *(r for _, r in adapters)])
     if unresolved is not None:
         obs = ServingObservation(**base, unresolved=unresolved, deployment=deployment)
@@ -93,15 +102,20 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
 
 def _deploy(ctx: Context, body: dict[str, Any], isvc: InferenceService, inputs: ServingInputs | Rejection,
             base: dict[str, Any], deployment: dict[str, Any] | None) -> ServingObservation:
+    denied = check_engine_args(ctx.policy, isvc.spec.engine.extra_args)
+    if denied:
+        inputs = Rejection(*denied)
     if isinstance(inputs, Rejection):
         return ServingObservation(**base, rejection=inputs, deployment=deployment)
     try:
         for uri in (inputs.model_uri, inputs.default_adapter, *(u for _, u in inputs.adapters)):
             if uri:
                 pods.pod_path(uri)
-        deployment = apply_all(ctx, render_serving(body, isvc, inputs, ctx.settings))["Deployment"]
+        deployment = apply_children(ctx, body, render_serving(body, isvc, inputs, ctx.settings))["Deployment"]
     except (UriError, Invalid) as exc:
         return ServingObservation(**base, rejection=Rejection("InvalidSpec", str(exc)), deployment=deployment)
+    except Refused as exc:
+        return ServingObservation(**base, rejection=exc.rejection, deployment=deployment)
     return ServingObservation(
         **base, url=url(body, isvc.spec.port), served_models=tuple(inputs.served_models(isvc.spec.engine.backend)),
         resolved_model={"uri": inputs.model_uri, **({"source": _origin(isvc)} if _origin(isvc) else {})},

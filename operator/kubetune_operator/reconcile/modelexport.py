@@ -12,7 +12,16 @@ from kubetune.uris import UriError
 from kubetune_operator.kinds import JOB, MODELEXPORT
 from kubetune_operator.kube import Invalid
 from kubetune_operator.meta import output_dir
-from kubetune_operator.reconcile.base import Context, apply_all, fetch_refs, parse_error, reconcile_run, write_status
+from kubetune_operator.reconcile.base import (
+    Context,
+    Refused,
+    apply_children,
+    fetch_refs,
+    get_owned,
+    parse_error,
+    reconcile_run,
+    write_status,
+)
 from kubetune_operator.render import pods
 from kubetune_operator.render.export import ExportInputs, job_name, render_export
 from kubetune_operator.resolve import Ref, Unresolved, ref_of, resolve_ref
@@ -86,7 +95,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
         obs = ExportObservation(**base, rejection=parse_error("ModelExport", exc))
         write_status(ctx, MODELEXPORT, body, derive_modelexport_status(body.get("status"), obs), OWNED, now)
         return
-    job = ctx.kube.get(JOB, meta["namespace"], job_name(meta["name"]))
+    job = get_owned(ctx, JOB, body, job_name(meta["name"]))
     inputs = export_inputs(body, mexp, fetch_refs(ctx, meta["namespace"], references(mexp)))
     if isinstance(inputs, Unresolved):
         obs = ExportObservation(**base, unresolved=inputs if job is None or inputs.final else None,
@@ -98,9 +107,11 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
             for uri in (inputs.model_uri, inputs.adapter_uri):
                 if uri:
                     pods.pod_path(uri)  # s3:// and unknown schemes cannot be opened in the pod
-            job = apply_all(ctx, render_export(body, mexp, inputs, ctx.settings))["Job"]
+            job = apply_children(ctx, body, render_export(body, mexp, inputs, ctx.settings))["Job"]
             obs = ExportObservation(**base, resolved_source=resolved_source(mexp, inputs), job=observe("Job", job),
                                     output=output_status(mexp, inputs))
         except (UriError, Invalid) as exc:
             obs = ExportObservation(**base, rejection=Rejection("InvalidSpec", str(exc)))
+        except Refused as exc:
+            obs = ExportObservation(**base, rejection=exc.rejection)
     write_status(ctx, MODELEXPORT, body, derive_modelexport_status(body.get("status"), obs), OWNED, now)

@@ -91,7 +91,8 @@ def render_export(parent: dict[str, Any], mexp: ModelExport, inputs: ExportInput
             "KUBETUNE_OWNER_UID": parent["metadata"]["uid"],
             "KUBETUNE_OUTPUT_URI": inputs.output_uri,
             "PYTHONUNBUFFERED": "1",
-        }) + pods.secret_env("HF_TOKEN", source_model.credentials_secret_ref if source_model else None),
+        }) + pods.secret_env("HF_TOKEN", source_model.credentials_secret_ref if source_model else None)
+        + pods.writable_env(),
         "volumeMounts": mounts,
         "securityContext": pods.security_context(),
     }
@@ -107,7 +108,8 @@ def render_export(parent: dict[str, Any], mexp: ModelExport, inputs: ExportInput
                 "metadata": {"labels": child_labels(parent)},
                 "spec": {
                     "restartPolicy": "Never",
-                    "serviceAccountName": spec.service_account_name or settings.runtime_service_account,
+                    "serviceAccountName": spec.service_account_name or settings.service_account(parent["kind"]),
+                    "securityContext": pods.pod_security_context(settings.run_as_user),
                     "containers": [container],
                     "volumes": volumes,
                     **pods.scheduling(spec),

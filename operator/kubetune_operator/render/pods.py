@@ -2,23 +2,56 @@
 
 ``pvc://claim/path`` is mounted at ``/mnt/pvc/<claim>`` so the runtime's URI rule (kubetune.uris) finds the same
 path in the pod as it would under ``--pvc-root`` on a laptop. A claim only read is mounted read-only.
+
+Every pod meets the ``restricted`` Pod Security Standard: a non-root uid, the runtime's default seccomp profile, no
+privilege escalation, no capabilities. A non-root user can write almost nowhere in an image, so HOME and /tmp are
+emptyDirs and the caches (Hugging Face, Triton, torch compile, vLLM) point into them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from kubetune.api.common import Scheduling, SecretKeyRef
-from kubetune.uris import POD_PVC_ROOT, UriResolver, split_pvc
+from kubetune.uris import POD_PVC_ROOT, UriError, UriResolver, split_pvc
 
 CONFIG_DIR = "/etc/kubetune"
+HOME = "/home/kubetune"
+CACHE = f"{HOME}/.cache"
+WRITABLE = {"tmp": "/tmp", "home": HOME}  # emptyDir volume name -> mount path
 POD_URIS = UriResolver()  # pvc:// -> /mnt/pvc/<claim>/<path>, file:// -> path, hf:// -> hub id
 
 
+CLAIM_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def contained(uri: str) -> str:
+    """``uri`` when it cannot leave its claim or bucket; raises UriError otherwise.
+
+    The CRD's pattern rejects the same URIs at admission; this is the second line, for objects stored before the
+    pattern existed: a claim named ``..`` or a path with ``..`` would mount or open something else in the pod.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme == "file":
+        return uri
+    if scheme == "pvc":
+        claim, path = split_pvc(uri)
+        if not CLAIM_NAME.fullmatch(claim) or len(claim) > 253:
+            raise UriError(f"{uri!r}: the claim {claim!r} is not a PersistentVolumeClaim name (DNS-1123: lowercase "
+                           "letters, digits, '-' and '.')")
+        rest = path
+    if any(segment in (".", "..") for segment in rest.split("/")):
+        raise UriError(f"{uri!r}: '.' and '..' path segments are not allowed (the path must stay inside its "
+                       f"{'claim' if scheme == 'pvc' else 'location'})")
+    return uri
+
+
 def pod_path(uri: str) -> str:
-    """Where a URI is found inside a kubetune pod (raises kubetune.uris.UriError for s3:// and unknown schemes)."""
-    return POD_URIS.resolve(uri)
+    """Where a URI is found inside a kubetune pod (raises kubetune.uris.UriError for s3://, unknown schemes and
+    URIs that would escape their claim)."""
+    return POD_URIS.resolve(contained(uri))
 
 
 def claims(inputs: Iterable[str | None], outputs: Iterable[str | None] = ()) -> dict[str, bool]:
@@ -26,10 +59,10 @@ def claims(inputs: Iterable[str | None], outputs: Iterable[str | None] = ()) -> 
     found: dict[str, bool] = {}
     for uri in inputs:
         if uri and uri.startswith("pvc://"):
-            found.setdefault(split_pvc(uri)[0], True)
+            found.setdefault(split_pvc(contained(uri))[0], True)
     for uri in outputs:
         if uri and uri.startswith("pvc://"):
-            found[split_pvc(uri)[0]] = False
+            found[split_pvc(contained(uri))[0]] = False
     return dict(sorted(found.items()))
 
 
@@ -46,6 +79,9 @@ def volumes_and_mounts(config_map: str | None, config_key: str | None, pvc_claim
         name = f"pvc-{index}"
         volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}})
         mounts.append({"name": name, "mountPath": f"{POD_PVC_ROOT}/{claim}", "readOnly": read_only})
+    for name, path in WRITABLE.items():
+        volumes.append({"name": name, "emptyDir": {}})
+        mounts.append({"name": name, "mountPath": path})
     shm: dict[str, Any] = {"medium": "Memory"}
     if shm_size is not None:
         shm["sizeLimit"] = shm_size
@@ -108,4 +144,24 @@ def plain_env(values: dict[str, str]) -> list[dict[str, Any]]:
 
 def security_context() -> dict[str, Any]:
     """What every kubetune container may drop without losing a feature."""
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+
+
+def pod_security_context(uid: int) -> dict[str, Any]:
+    """The pod-level half of the restricted profile. ``fsGroup`` makes the claims writable by ``uid``'s group;
+    OnRootMismatch skips the recursive ownership change when the volume's root already matches."""
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def writable_env() -> list[dict[str, Any]]:
+    """HOME and every cache the runtime, transformers, triton, torch compile and vLLM write, inside the emptyDirs."""
+    return plain_env({
+        "HOME": HOME,
+        "XDG_CACHE_HOME": CACHE,
+        "HF_HOME": f"{CACHE}/huggingface",
+        "TRITON_CACHE_DIR": f"{CACHE}/triton",
+        "TORCHINDUCTOR_CACHE_DIR": f"{CACHE}/torchinductor",
+        "VLLM_CACHE_ROOT": f"{CACHE}/vllm",
+        "MPLCONFIGDIR": f"{HOME}/.config/matplotlib",
+    })

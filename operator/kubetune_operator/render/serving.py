@@ -144,7 +144,8 @@ def _container(isvc: InferenceService, inputs: ServingInputs, settings: RenderSe
         "ports": [{"name": "http", "containerPort": spec.port}],
         "env": pods.plain_env({"PYTHONUNBUFFERED": "1"})
         + pods.secret_env("HF_TOKEN", spec.model.credentials_secret_ref)
-        + pods.secret_env(API_KEY_ENV[backend], spec.auth.api_key_secret_ref if spec.auth else None),
+        + pods.secret_env(API_KEY_ENV[backend], spec.auth.api_key_secret_ref if spec.auth else None)
+        + pods.writable_env(),
         "volumeMounts": mounts,
         "securityContext": pods.security_context(),
         **_probes(isvc),
@@ -163,10 +164,12 @@ def render_deployment(parent: dict[str, Any], isvc: InferenceService, inputs: Se
         config_map_name(name) if hf else None, CONFIG_KEY if hf else None,
         pods.claims([inputs.model_uri, inputs.default_adapter, *(uri for _, uri in inputs.adapters)]),
         spec.shm_size)
-    pod_spec: dict[str, Any] = {"containers": [_container(isvc, inputs, settings, mounts)], "volumes": volumes,
+    pod_spec: dict[str, Any] = {"securityContext": pods.pod_security_context(settings.run_as_user),
+                                "containers": [_container(isvc, inputs, settings, mounts)], "volumes": volumes,
                                 **pods.scheduling(spec)}
-    if spec.service_account_name:
-        pod_spec["serviceAccountName"] = spec.service_account_name
+    account = spec.service_account_name or settings.service_account(parent["kind"])
+    if account:
+        pod_spec["serviceAccountName"] = account
     else:
         pod_spec["automountServiceAccountToken"] = False  # the server never talks to the API
     return {

@@ -98,14 +98,15 @@ def pod_template(parent: dict[str, Any], job: FineTuneJob, inputs: TrainInputs, 
         "image": spec.image or settings.runtime_image,
         "command": ["kubetune", "train", f"{pods.CONFIG_DIR}/{CONFIG_KEY}"],
         "ports": [{"name": PORT_NAME, "containerPort": MASTER_PORT}],
-        "env": _env(parent, job, inputs) + (extra_env or []),
+        "env": _env(parent, job, inputs) + (extra_env or []) + pods.writable_env(),
         "volumeMounts": mounts,
         "securityContext": pods.security_context(),
     }
     pods.finish_container(container, settings.image_pull_policy, res.requests, res.limits, res.gpus_per_node,
                           res.gpu_resource_name)
     pod_spec: dict[str, Any] = {
-        "serviceAccountName": spec.service_account_name or settings.runtime_service_account,
+        "serviceAccountName": spec.service_account_name or settings.service_account(parent["kind"]),
+        "securityContext": pods.pod_security_context(settings.run_as_user),
         "containers": [container],
         "volumes": volumes,
         **pods.scheduling(spec),

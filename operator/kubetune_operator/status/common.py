@@ -8,10 +8,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Rejection:
-    """Why a schema-valid spec cannot run: a CamelCase reason, and a message naming the field."""
+    """Why a schema-valid spec cannot run: a CamelCase reason, and a message naming the field.
+
+    A final rejection fails the object. One that is not final (a child's name taken by an object the resource
+    does not own) keeps it Pending: the operator looks again on its next resync and proceeds once the way is clear.
+    """
 
     reason: str
     message: str
+    final: bool = True
 
 
 def reason_fields(reason: str, message: str) -> dict[str, str]:
@@ -44,12 +49,17 @@ class EventSpec:
     message: str
 
 
+def _rejected(status: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Accepted" and c.get("status") == "False" for c in status.get("conditions") or [])
+
+
 def transition_events(prev: dict[str, Any] | None, new: dict[str, Any]) -> list[EventSpec]:
-    """Events for what people watch: a phase change, and each new restart."""
+    """Events for what people watch: a phase change, a new reason for refusing the spec, and each new restart."""
     prev = prev or {}
     events = []
-    if new.get("phase") != prev.get("phase"):
-        kind = "Warning" if new.get("phase") in WARNING_PHASES else "Normal"
+    rejected = _rejected(new)
+    if new.get("phase") != prev.get("phase") or (rejected and new.get("reason") != prev.get("reason")):
+        kind = "Warning" if new.get("phase") in WARNING_PHASES or rejected else "Normal"
         text = f"{prev.get('phase') or 'New'} -> {new.get('phase')}: {new.get('message') or ''}".strip()
         events.append(EventSpec(kind, new.get("reason") or str(new.get("phase")), text))
     restarts, before = int(new.get("restarts") or 0), int(prev.get("restarts") or 0)

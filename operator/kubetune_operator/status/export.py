@@ -57,7 +57,8 @@ def derive_modelexport_status(prev: dict[str, Any] | None, obs: ExportObservatio
     accepted = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
     if obs.rejection is not None:
         conds = [Cond(T.ACCEPTED, False, obs.rejection.reason, obs.rejection.message)]
-        phase, reason, message = P.FAILED, obs.rejection.reason, obs.rejection.message
+        phase = P.FAILED if obs.rejection.final else P.PENDING
+        reason, message = obs.rejection.reason, obs.rejection.message
     elif obs.unresolved is not None:
         src = obs.unresolved
         conds = [accepted, Cond(T.SOURCE_READY, False, src.reason, src.message)]

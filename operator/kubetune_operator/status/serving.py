@@ -70,7 +70,8 @@ def derive_inferenceservice_status(prev: dict[str, Any] | None, obs: ServingObse
     if obs.rejection is not None:
         conds = [Cond(T.ACCEPTED, False, obs.rejection.reason, obs.rejection.message),
                  Cond(T.READY, False, obs.rejection.reason, obs.rejection.message)]
-        phase, reason, message = P.FAILED, obs.rejection.reason, obs.rejection.message
+        phase = P.FAILED if obs.rejection.final else P.PENDING
+        reason, message = obs.rejection.reason, obs.rejection.message
     elif obs.unresolved is not None:
         src = obs.unresolved
         conds = [accepted, Cond(T.MODEL_RESOLVED, False, src.reason, src.message),

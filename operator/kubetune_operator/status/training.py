@@ -85,7 +85,7 @@ def derive_finetunejob_status(prev: dict[str, Any] | None, obs: TrainingObservat
     if obs.rejection is not None:
         rej = obs.rejection
         conds = [Cond(T.ACCEPTED, False, rej.reason, rej.message)]
-        phase, reason, message = P.FAILED, rej.reason, rej.message
+        phase, reason, message = (P.FAILED if rej.final else P.PENDING), rej.reason, rej.message
     elif obs.unresolved is not None:
         src = obs.unresolved
         conds = [Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid"), Cond(T.INPUTS_READY, False, src.reason,

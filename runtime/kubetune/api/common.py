@@ -9,7 +9,16 @@ from pydantic import Field
 
 from kubetune.api.base import CelRule, KubeModel
 
-URI_PATTERN = r"^(hf|pvc|s3|file)://.+$"
+# A path segment that is not "." or ".." (empty segments allowed: trailing and double slashes are harmless).
+_NAME = r"([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)"
+_SEGMENT = rf"{_NAME}?"
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+# pvc:// names a claim (a DNS-1123 subdomain) and a path inside it that never climbs out of it; hf:// and s3://
+# paths have no ".." either. file:// is for local runs, where relative paths are resolved and contained by the
+# runtime.
+URI_PATTERN = (
+    rf"^(pvc://{_DNS_SUBDOMAIN}(/{_SEGMENT})*|(hf|s3)://{_NAME}(/{_SEGMENT})*|file://.+)$"
+)
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 Uri = Annotated[
@@ -17,7 +26,8 @@ Uri = Annotated[
     Field(
         pattern=URI_PATTERN,
         max_length=2048,
-        description="hf://org/name, pvc://claim/path, s3://bucket/path or file:///abs/path (local runs).",
+        description="hf://org/name, pvc://claim/path, s3://bucket/path or file:///abs/path (local runs); pvc:// "
+        "claims are DNS-1123 names and no path segment may be '.' or '..'.",
     ),
 ]
 Quantity = Annotated[

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -40,6 +41,31 @@ class AdapterSpec(KubeModel):
     )
 
 
+# Engine flags a resource may not pass: they load code (trust-remote-code, plugins, middleware, logits processors,
+# worker classes, config files), change authentication or TLS (api-key, hf-token, ssl-*), open files or network
+# endpoints (media paths and domains, download dir, tracing, KV transfer, CORS), or override what the operator
+# sets (model, tokenizer, names, address, adapters). Entries ending in "-" deny every flag with that prefix.
+DENIED_ENGINE_FLAGS: tuple[str, ...] = (
+    "trust-remote-code", "code-revision", "api-key", "hf-token", "ssl-", "enable-ssl-refresh", "root-path",
+    "middleware", "allowed-local-media-path", "allowed-media-domains", "allowed-origins", "allow-credentials",
+    "chat-template", "host", "port", "uds", "model", "tokenizer", "download-dir", "served-model-name",
+    "lora-modules", "tool-parser-plugin", "reasoning-parser-plugin", "logits-processors", "worker-cls",
+    "worker-extension-cls", "config", "generation-config", "load-format", "model-loader-extra-config",
+    "otlp-traces-endpoint", "kv-transfer-config", "data-parallel-address",
+)
+
+
+def _flag_pattern(flags: tuple[str, ...]) -> str:
+    """One RE2 pattern for ``--flag``, ``--flag=value`` and the ``--flag_name`` spelling vLLM also accepts."""
+    assert all(re.fullmatch(r"[a-z-]+", f) for f in flags)  # no regex metacharacters, no CEL string escapes
+    names = [f.replace("-", "[-_]") + (".*" if f.endswith("-") else "") for f in flags]
+    return f"^--({'|'.join(names)})([=.].*)?$"
+
+
+DENIED_ENGINE_FLAG_PATTERN = _flag_pattern(DENIED_ENGINE_FLAGS)
+EngineArg = Annotated[str, Field(max_length=1024)]
+
+
 class EngineSpec(KubeModel):
     """The serving engine."""
 
@@ -50,8 +76,21 @@ class EngineSpec(KubeModel):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weight dtype.")
     max_loras: int = Field(4, ge=1, le=256, description="vLLM: adapters resident at once.")
     max_lora_rank: int = Field(64, ge=1, le=1024, description="vLLM: largest adapter rank served.")
-    extra_args: list[str] = Field(
-        default_factory=list, max_length=64, description="Extra command-line arguments for the engine."
+    extra_args: list[EngineArg] = Field(
+        default_factory=list, max_length=64,
+        description="Extra command-line arguments for the engine. Flags that load code, change authentication, "
+        "open files or network endpoints, or override what kubetune sets (--trust-remote-code, --api-key, --ssl-*, "
+        "--host, --port, --model, --chat-template, ...) are rejected.",
+    )
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            f"!has(self.extraArgs) || self.extraArgs.all(a, !a.matches('{DENIED_ENGINE_FLAG_PATTERN}'))",
+            "extraArgs may not set flags that load code, change authentication, open files or network endpoints, "
+            "or override what kubetune sets (--trust-remote-code, --api-key, --ssl-*, --host, --port, --model, "
+            "--chat-template, --lora-modules, ...); see kubetune.api.inferenceservice.DENIED_ENGINE_FLAGS",
+            ".extraArgs",
+        ),
     )
 
 
