@@ -208,3 +208,22 @@ def test_guard_checks_the_key_before_reading_and_caps_the_body():
     assert sent[0]["status"] == 408 and not reached
     sent, _ = asyncio.run(_call(guard, [key], [b'{"a":', b"1}"]))
     assert reached[-1] == b'{"a":1}'
+
+
+def test_inferenceservice_limits_map_the_same_way_locally_and_in_the_cluster():
+    from kubetune.api.inferenceservice import InferenceService, ServerLimitsSpec
+    from kubetune.serve.config import serve_config_from_inferenceservice
+    from kubetune.serve.limits import ServerLimits
+    from kubetune_operator.render.serving import ServingInputs, serve_config
+    from tests.builders import make_inferenceservice
+
+    assert set(ServerLimitsSpec.model_fields) == set(ServerLimits.model_fields), "one CR knob per serve limit"
+    isvc = InferenceService.model_validate(make_inferenceservice(
+        "bot", limits={"maxBodyBytes": 65536, "maxQueuedSequences": 8, "readTimeoutSeconds": 2.5}))
+    local = serve_config_from_inferenceservice(isvc, model_path="/m", adapters={}).limits
+    cluster = ServeConfig.model_validate(serve_config(isvc, ServingInputs("/m", "bot"))).limits
+    assert local == cluster
+    assert (local.max_body_bytes, local.max_queued_sequences, local.read_timeout_seconds) == (65536, 8, 2.5)
+    assert local.max_connections == ServerLimits().max_connections  # unset keeps the default
+    plain = InferenceService.model_validate(make_inferenceservice("bot"))
+    assert "limits" not in serve_config(plain, ServingInputs("/m", "bot"))

@@ -156,6 +156,7 @@ def serve_config_from_inferenceservice(isvc: InferenceService, *, model_path: st
         max_loras=engine.max_loras,
         max_lora_rank=engine.max_lora_rank,
         extra_args=list(engine.extra_args),
+        limits=ServerLimits.model_validate(spec.limits.serve_config() if spec.limits else {}),
     )
 
 
