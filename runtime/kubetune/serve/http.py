@@ -56,6 +56,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def _arm(self) -> None:
         self._disarm()
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a pipelined request already started: its headers are in
         self._waiting_since = self.cycle
         self._deadline = self.loop.call_later(self.limits.read_timeout_seconds, self._expired)
 
