@@ -6,7 +6,8 @@ Starts `kubetune serve` as its own process with ``--python`` (default: this inte
 venv python to measure that checkout), then runs each attack while timing one small concurrent chat request
 (4 tokens, greedy) and reading the server's RSS from /proc. Prints one markdown table row per attack.
 Attacks: a body of ``--body-mb`` MB with a wrong key; ``--paths`` random URLs then /metrics' size and /health;
-a 6 MB prompt; 8 abandoned non-streaming requests of 1500 tokens; 4 prompts x n=16 x 64 tokens; 400 idle
+a 6 MB prompt; 8 non-streaming requests of 1500 tokens abandoned after 0.5 s (and how long the server stays busy
+with them); 4 prompts x n=16 x 64 tokens; 400 idle
 connections (how many the server still holds 20 s later).
 """
 
@@ -87,7 +88,7 @@ def random_paths(url: str, count: int) -> str:
 
             async def one() -> None:
                 async with sem:
-                    await client.get(f"{url}/{uuid.uuid4().hex}")
+                    await client.get(f"{url}/v1/{uuid.uuid4().hex}")
 
             await asyncio.gather(*(one() for _ in range(count)))
 
@@ -116,7 +117,17 @@ def abandoned(url: str) -> str:
         t.start()
     for t in threads:
         t.join()
-    return "8 clients gone after 0.5 s"
+    gone = time.perf_counter()
+    while in_flight(url) > 0:  # the server keeps working for clients that left, or not
+        time.sleep(0.1)
+    return f"clients gone after 0.5 s; server busy for them {time.perf_counter() - gone:.1f} s more"
+
+
+def in_flight(url: str) -> float:
+    for line in httpx.get(url + "/metrics", timeout=600).text.splitlines():
+        if line.startswith("kubetune_requests_in_flight "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def flood(url: str) -> str:

@@ -133,6 +133,7 @@ def _service(tokenizer_dir, **limits) -> CompletionService:
 
 @pytest.mark.parametrize(("prompt", "param"), [
     ([10**9], "prompt"), ([-1], "prompt"), ([[]], "prompt[0]"), ([[1, 2], [3, 10**9]], "prompt[1]"),
+    (["fine", ""], "prompt[1]"),
 ])
 def test_token_prompts_are_checked_against_the_vocabulary(tokenizer_dir, prompt, param):
     service = _service(tokenizer_dir)

@@ -24,6 +24,11 @@ def _logprobs(items: list[TokenLogprob], offset: int) -> dict[str, Any]:
             "top_logprobs": [dict(t.top) for t in items], "text_offset": offsets}
 
 
+def _param(req: CompletionRequest, index: int) -> str:
+    """How errors name prompt ``index``: ``prompt`` for a lone text prompt, else ``prompt[i]``."""
+    return "prompt" if isinstance(req.prompt, str) else f"prompt[{index}]"
+
+
 class CompletionService(Service):
     """The legacy completions endpoint's semantics."""
 
@@ -50,10 +55,10 @@ class CompletionService(Service):
         out: list[str | list[int]] = []
         for i, p in enumerate(prompt):
             if isinstance(p, str):
-                self.check_prompt_chars(len(p), f"prompt[{i}]")
+                self.check_prompt_chars(len(p), _param(req, i))
                 out.append(p)
             else:
-                out.append(self._token_prompt(list(p), f"prompt[{i}]"))  # type: ignore[arg-type]
+                out.append(self._token_prompt(list(p), _param(req, i)))  # type: ignore[arg-type]
         return out
 
     def _tokenize(self, prompts: list[str | list[int]]) -> list[list[int]]:
@@ -71,7 +76,10 @@ class CompletionService(Service):
         ticket = self.reserve(len(prompts) * req.n, param="prompt" if len(prompts) > 1 else "n")
         try:
             requests = []
-            for ids in await self.off_loop(self._tokenize, prompts):
+            for i, ids in enumerate(await self.off_loop(self._tokenize, prompts)):
+                if not ids:
+                    raise bad_request(f"{_param(req, i)} is empty: give some text or token ids",
+                                      param=_param(req, i))
                 params = sampling_params(req, self.config, prompt_len=len(ids),
                                          max_model_len=self.engine.max_model_len, max_tokens=req.max_tokens,
                                          logprobs=req.logprobs, prompt_param="prompt")
