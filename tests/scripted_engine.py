@@ -23,6 +23,7 @@ class ScriptedEngine:
         self.stop_ids = stop_ids
         self.adapters: tuple[str, ...] = ()
         self.max_model_len = max_model_len
+        self.vocab_size = len(tokenizer)
         added = tokenizer.added_tokens_decoder
         self.special = frozenset(tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
 

@@ -111,6 +111,32 @@ class AuthSpec(KubeModel):
     )
 
 
+class ServerLimitsSpec(KubeModel):
+    """What one client may take from the endpoint (backend hf; vLLM takes its own flags in engine.extraArgs).
+
+    Unset fields keep the server's defaults; each maps to the serve config key of the same name in snake_case.
+    """
+
+    max_body_bytes: int | None = Field(None, ge=1024, le=2**31, description="Largest request body (413 beyond).")
+    max_prompt_chars: int | None = Field(None, ge=1, le=10**9, description="Largest prompt in characters, checked "
+                                         "before tokenizing (default: 16 per token of context).")
+    max_sequences_per_request: int | None = Field(None, ge=1, le=100000, description="Prompts x n of one "
+                                                  "request (400 beyond).")
+    max_queued_sequences: int | None = Field(None, ge=1, le=1000000, description="Sequences generating or "
+                                             "waiting across requests (429 beyond).")
+    max_connections: int | None = Field(None, ge=1, le=1000000, description="Open client connections.")
+    read_timeout_seconds: float | None = Field(None, gt=0, le=3600, description="Time to send request headers, "
+                                               "and between parts of a body.")
+    keep_alive_seconds: float | None = Field(None, gt=0, le=3600, description="Idle keep-alive connection "
+                                             "lifetime.")
+    shutdown_seconds: float | None = Field(None, ge=0, le=3600, description="On termination, how long running "
+                                           "requests may finish.")
+
+    def serve_config(self) -> dict[str, Any]:
+        """The ``limits`` mapping of the serve config (snake_case keys, unset fields left out)."""
+        return self.model_dump(exclude_none=True)
+
+
 class InferenceServiceSpec(Scheduling):
     """What to serve and how."""
 
@@ -123,6 +149,7 @@ class InferenceServiceSpec(Scheduling):
     replicas: int = Field(1, ge=0, le=1000, description="Number of replicas (scale subresource).")
     resources: ServingResources = Field(default_factory=ServingResources, description="Per-replica resources.")
     auth: AuthSpec | None = Field(None, description="API key protection.")
+    limits: ServerLimitsSpec | None = Field(None, description="Per-client bounds of the hf engine's server.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the endpoint.")
     startup_timeout_seconds: int = Field(
         1800, ge=30, le=86400, description="How long a replica may take to load its weights before it restarts."

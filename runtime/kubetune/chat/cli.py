@@ -28,12 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 async def _reply(chat, model: str, history: list[dict[str, str]], out: TextIO) -> str:
     from kubetune.serve.openai.protocol import ChatCompletionRequest
 
-    request, _ = chat.prepare(ChatCompletionRequest(model=model, messages=history, stream=True))
+    request, _, ticket = await chat.prepare(ChatCompletionRequest(model=model, messages=history, stream=True))
     text = ""
-    async for delta in chat.deltas(request):
-        out.write(delta.text)
-        out.flush()
-        text += delta.text
+    try:
+        async for delta in chat.deltas(request, ticket):
+            out.write(delta.text)
+            out.flush()
+            text += delta.text
+    finally:
+        ticket.close()
     return text
 
 

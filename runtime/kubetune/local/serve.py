@@ -151,6 +151,7 @@ def _failed(tracker: Tracker, message: str) -> Outcome:
 def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no-untyped-def]
     import uvicorn
 
+    from kubetune.serve.http import uvicorn_config
     from kubetune.serve.server import build_server
 
     try:
@@ -160,7 +161,7 @@ def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no
     except Exception as exc:
         return _failed(tracker, f"cannot load the model: {exc}")
     names = list(server.chat.models)
-    web = uvicorn.Server(uvicorn.Config(server.app, host=config.host, port=config.port, log_level="warning"))
+    web = uvicorn.Server(uvicorn_config(server.app, config.host, config.port, config.limits, log_level="warning"))
 
     def announce() -> None:
         while not web.started and not web.should_exit:

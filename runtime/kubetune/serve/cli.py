@@ -80,6 +80,7 @@ def _run_hf(config: ServeConfig) -> int:
     import uvicorn
 
     from kubetune.artifacts import ArtifactError
+    from kubetune.serve.http import uvicorn_config
     from kubetune.serve.server import build_server
 
     try:
@@ -90,7 +91,7 @@ def _run_hf(config: ServeConfig) -> int:
     names = ", ".join(server.chat.models)
     print(f"serving {names} on http://{config.host}:{config.port}/v1 (hf engine)", flush=True)
     try:
-        uvicorn.run(server.app, host=config.host, port=config.port, log_level="info")
+        uvicorn.Server(uvicorn_config(server.app, config.host, config.port, config.limits)).run()
     finally:
         server.engine.close()
     return 0

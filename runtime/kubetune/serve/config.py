@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.config.base import StrList
+from kubetune.serve.limits import ServerLimits
 from kubetune.uris import UriError, UriResolver
 
 IGNORED_KEYS = frozenset({"finetuning_type", "stage", "use_fast_tokenizer", "flash_attn", "low_cpu_mem_usage",
@@ -71,6 +72,8 @@ class ServeConfig(BaseModel):
     default_adapter: str | None = Field(None, description="Adapter directory that answers to served_model_name "
                                         "(an adapter served on its base).")
     trust_remote_code: bool = False
+    limits: ServerLimits = Field(default_factory=ServerLimits, description="What one client may take "
+                                 "(body, prompt, sequences, queue, connections, timeouts).")
 
     @model_validator(mode="before")
     @classmethod
@@ -153,6 +156,7 @@ def serve_config_from_inferenceservice(isvc: InferenceService, *, model_path: st
         max_loras=engine.max_loras,
         max_lora_rank=engine.max_lora_rank,
         extra_args=list(engine.extra_args),
+        limits=ServerLimits.model_validate(spec.limits.serve_config() if spec.limits else {}),
     )
 
 

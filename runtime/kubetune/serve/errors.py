@@ -37,3 +37,24 @@ def unauthorized() -> OpenAIError:
 
 def internal(message: str = "The engine failed while generating; see the server log") -> OpenAIError:
     return OpenAIError(500, message, type="server_error", code="internal_error")
+
+
+def too_large(limit: int) -> OpenAIError:
+    return OpenAIError(413, f"The request body is larger than this server's limit of {limit} bytes "
+                       "(limits.max_body_bytes)", code="request_too_large")
+
+
+def request_timeout(seconds: float) -> OpenAIError:
+    return OpenAIError(408, f"The request body did not arrive in time (no data for {seconds:g}s; "
+                       "limits.read_timeout_seconds)", code="request_timeout")
+
+
+def busy(queued: int, limit: int) -> OpenAIError:
+    """Too many sequences already accepted: the client should retry later (the response carries Retry-After)."""
+    return OpenAIError(429, f"The server is busy: {queued} sequences are generating or waiting and this request "
+                       f"would pass the limit of {limit} (limits.max_queued_sequences); retry later",
+                       type="requests", code="rate_limit_exceeded")
+
+
+def unavailable(message: str = "The server is shutting down; retry on another replica") -> OpenAIError:
+    return OpenAIError(503, message, type="server_error", code="service_unavailable")

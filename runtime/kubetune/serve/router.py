@@ -1,24 +1,32 @@
-"""HTTP only: routes, API-key check, OpenAI-shaped errors, metrics. Semantics live in kubetune.serve.openai."""
+"""HTTP only: routes, the request guard (key, body), OpenAI-shaped errors, metrics, client disconnects.
+
+Semantics live in kubetune.serve.openai.
+"""
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
-from kubetune.serve.errors import OpenAIError, bad_request, internal, unauthorized, unknown_model
+from kubetune.serve.errors import OpenAIError, bad_request, internal, unknown_model
+from kubetune.serve.guard import RequestGuard
+from kubetune.serve.limits import ServerLimits
 from kubetune.serve.metrics import Metrics, MetricsMiddleware
 from kubetune.serve.openai.chat import ChatService
 from kubetune.serve.openai.completions import CompletionService
 from kubetune.serve.openai.protocol import ChatCompletionRequest, CompletionRequest
 
 log = logging.getLogger(__name__)
+CLIENT_CLOSED = 499  # the client went away before the answer (nginx's code); nobody reads it but the metrics
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
@@ -30,6 +38,8 @@ def _param(loc: tuple[Any, ...]) -> str | None:
 
 def _error(exc: OpenAIError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status == 429:
+        headers = {"Retry-After": "1"}
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
@@ -57,21 +67,50 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(internal("internal server error; see the server log"))
 
 
+class EventStream(StreamingResponse):
+    """Server-sent events that run ``on_close`` however the response ends (done, failed or client gone)."""
+
+    def __init__(self, events: AsyncIterator[str], on_close: Callable[[], None]):
+        super().__init__(events, media_type="text/event-stream")
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
+async def until_disconnected(request: Request, work: Awaitable[dict[str, Any]], metrics: Metrics
+                             ) -> dict[str, Any] | Response:
+    """``work``'s result, or its cancellation when the client goes away first (generation stops with it)."""
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled() or not task.done():
+        metrics.cancelled.inc()
+        return Response(status_code=CLIENT_CLOSED)
+    return task.result()
+
+
 def create_app(chat: ChatService, completions: CompletionService, metrics: Metrics,
-               api_key: str | None = None) -> FastAPI:
+               api_key: str | None = None, limits: ServerLimits | None = None) -> FastAPI:
     """The FastAPI app: /v1/models, /v1/chat/completions, /v1/completions, /health, /metrics."""
-
-    async def check_key(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise unauthorized()
-
+    limits = limits or ServerLimits()
     app = FastAPI(title="kubetune OpenAI-compatible API")
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # The last one added runs first: metrics see every answer, the guard's refusals too.
+    app.add_middleware(RequestGuard, api_key=api_key, max_body_bytes=limits.max_body_bytes,
+                       read_timeout_seconds=limits.read_timeout_seconds)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     _install_error_handlers(app)
-    auth = [Depends(check_key)]
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -84,26 +123,29 @@ def create_app(chat: ChatService, completions: CompletionService, metrics: Metri
     def card(name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "kubetune"}
 
-    @app.get("/v1/models", dependencies=auth)
+    @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
         return {"object": "list", "data": [card(name) for name in chat.models]}
 
-    @app.get("/v1/models/{model:path}", dependencies=auth)
+    @app.get("/v1/models/{model:path}")
     async def get_model(model: str) -> dict[str, Any]:
         if model not in chat.models:
             raise unknown_model(model, list(chat.models))
         return card(model)
 
-    @app.post("/v1/chat/completions", dependencies=auth, response_model=None)
-    async def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatCompletionRequest, request: Request
+                               ) -> dict[str, Any] | Response:
         if body.stream:
-            return StreamingResponse(chat.stream(body), media_type="text/event-stream")
-        return await chat.complete(body)
+            events, ticket = await chat.stream(body)
+            return EventStream(events, ticket.close)
+        return await until_disconnected(request, chat.complete(body), metrics)
 
-    @app.post("/v1/completions", dependencies=auth, response_model=None)
-    async def text_completions(body: CompletionRequest) -> dict[str, Any] | StreamingResponse:
+    @app.post("/v1/completions", response_model=None)
+    async def text_completions(body: CompletionRequest, request: Request) -> dict[str, Any] | Response:
         if body.stream:
-            return StreamingResponse(completions.stream(body), media_type="text/event-stream")
-        return await completions.complete(body)
+            events, ticket = await completions.stream(body)
+            return EventStream(events, ticket.close)
+        return await until_disconnected(request, completions.complete(body), metrics)
 
     return app

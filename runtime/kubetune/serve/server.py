@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from kubetune.serve.config import ServeConfig
 from kubetune.serve.engine import Engine
 from kubetune.serve.metrics import Metrics
+from kubetune.serve.openai.admission import Admission
 from kubetune.serve.openai.chat import ChatService
 from kubetune.serve.openai.completions import CompletionService
 from kubetune.serve.openai.service import model_table
@@ -39,6 +41,11 @@ def build_server(config: ServeConfig, engine: Engine | None = None) -> Server:
     engine = engine or IN_PROCESS_ENGINES[config.backend](config)
     metrics = Metrics()
     models = model_table(config)
-    chat = ChatService(engine, config, models, metrics)
-    completions = CompletionService(engine, config, models, metrics)
-    return Server(create_app(chat, completions, metrics, config.api_key), engine, chat, metrics)
+    limits = config.limits
+    # chat and completions share the engine, so they share its slots and the tokenizer thread
+    admission = Admission(config.max_batch_size, limits.max_queued_sequences, limits.max_sequences_per_request,
+                          metrics)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="kubetune-tokenize")
+    chat = ChatService(engine, config, models, metrics, admission, pool)
+    completions = CompletionService(engine, config, models, metrics, admission, pool)
+    return Server(create_app(chat, completions, metrics, config.api_key, limits), engine, chat, metrics)

@@ -71,7 +71,8 @@ class Delta:
 
 
 class EngineError(RuntimeError):
-    """The engine failed while generating (out of memory, a broken model); reported as a 500 without a trace."""
+    """The engine failed while generating (out of memory, a broken model) or is shutting down; reported as a
+    500 without a trace. It fails only the request it names, never the others batched with it."""
 
 
 class Engine(Protocol):
@@ -80,6 +81,7 @@ class Engine(Protocol):
     tokenizer: PreTrainedTokenizerBase
     adapters: Sequence[str]
     max_model_len: int
+    vocab_size: int  # prompt token ids must be in [0, vocab_size): the tokenizer's and the model's, both
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Stream deltas for every sequence of ``request`` until each has a finish_reason."""

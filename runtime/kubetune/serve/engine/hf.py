@@ -5,6 +5,10 @@ joins them to the running rows, (2) samples one token per row with that row's ow
 to the waiting coroutines and retires finished rows, (4) runs one forward pass for all remaining rows. Rows of
 different LoRA adapters share a forward pass through peft's per-row ``adapter_names``; DoRA adapters cannot, so
 then a batch only takes rows of the adapter it started with.
+
+A failure fails only the request it belongs to: new requests are prefilled apart from the running rows (and
+one by one when their joint prefill fails), so a bad request never takes the batch down with it. On close, every
+request still waiting or running gets an EngineError at once, so no client waits for an engine that is gone.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class HFEngine:
 
     def __post_init__(self) -> None:
         self.device = next(self.model.parameters()).device
+        self.vocab_size = min(len(self.tokenizer), int(self.model.get_input_embeddings().num_embeddings))
         added = getattr(self.tokenizer, "added_tokens_decoder", {})
         self.special = frozenset(self.tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -74,6 +79,10 @@ class HFEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Stream the deltas of every sequence of ``request``; closing the iterator cancels the request."""
+        if self._stopping.is_set():
+            raise EngineError("the engine is shutting down")
+        if not request.prompt_ids or not all(0 <= i < self.vocab_size for i in request.prompt_ids):
+            raise EngineError(f"prompt token ids must be 0 <= id < {self.vocab_size} and at least one")
         generator = None
         if request.params.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(request.params.seed)
@@ -97,6 +106,13 @@ class HFEngine:
 
     # --- worker thread -------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _fail(owners, exc: BaseException) -> None:
+        for owner in owners:
+            if not owner.cancelled:
+                owner.cancelled = True  # its other rows stop too
+                owner.loop.call_soon_threadsafe(owner.out.put_nowait, exc)
+
     def _run(self) -> None:
         rows: list[_Row] = []
         state: BatchState | None = None
@@ -104,15 +120,31 @@ class HFEngine:
             try:
                 new = self._take(rows, state)
                 if new:
-                    rows, state = self._admit(rows, state, new)
+                    rows, state = self._admit_apart(rows, state, new)
                 if state is None:
                     continue
                 rows, state = self._step(rows, state)
-            except Exception as exc:  # a failed step fails its requests, never the server
+            except Exception as exc:  # a failed step fails the rows it ran, never the server
                 log.exception("generation step failed")
-                for owner in {row.owner for row in rows}:
-                    owner.loop.call_soon_threadsafe(owner.out.put_nowait, exc)
+                self._fail({row.owner for row in rows}, exc)
                 rows, state = [], None
+        stopped = EngineError("the engine is shutting down")
+        waiting = self._waiting + [self._inbox.get_nowait() for _ in range(self._inbox.qsize())]
+        self._fail([row.owner for row in rows] + waiting, stopped)
+
+    def _admit_apart(self, rows: list[_Row], state: BatchState | None, new: list[_Request]
+                     ) -> tuple[list[_Row], BatchState | None]:
+        """Admit ``new``; when their joint prefill fails, admit them one by one and fail only those that fail."""
+        try:
+            return self._admit(rows, state, new)
+        except Exception as exc:
+            if len(new) == 1:
+                log.warning("prefill failed for one request: %s", exc)
+                self._fail(new, exc)
+                return rows, state
+        for item in new:
+            rows, state = self._admit_apart(rows, state, [item])
+        return rows, state
 
     def _take(self, rows: list[_Row], state: BatchState | None) -> list[_Request]:
         """Waiting requests that fit the batch now; blocks briefly when nothing runs."""
@@ -158,6 +190,7 @@ class HFEngine:
 
     def _admit(self, rows: list[_Row], state: BatchState | None, new: list[_Request]
                ) -> tuple[list[_Row], BatchState]:
+        """Prefill ``new`` as a batch of their own, then join them to the running rows (untouched on failure)."""
         added = [_Row(item, i, self._sequence_text(item.request)) for item in new for i in range(item.request.params.n)]
         prompts = [row.owner.request.prompt_ids for row in added]
         ids, mask = left_pad(prompts, self.pad_id, self.device)
@@ -205,10 +238,15 @@ class HFEngine:
         return sample_rows(scores, greedy, [row.owner.generator for row in rows])
 
     def _emit(self, row: _Row, token: int, context_full: bool, raw: torch.Tensor | None, i: int) -> bool:
-        """Send the row's new text; return whether the row goes on."""
-        text, finish = row.text.step(token, context_full=context_full)
-        logprobs = () if raw is None or row.params.logprobs is None else (self._logprob(raw[i], token, row),)
+        """Send the row's new text; return whether the row goes on (a failure here fails only its request)."""
         if row.owner.cancelled:
+            return False
+        try:
+            text, finish = row.text.step(token, context_full=context_full)
+            logprobs = () if raw is None or row.params.logprobs is None else (self._logprob(raw[i], token, row),)
+        except Exception as exc:
+            log.exception("decoding a generated token failed")
+            self._fail([row.owner], exc)
             return False
         if text or finish or logprobs:
             delta = Delta(row.index, text, finish, row.text.generated, logprobs)

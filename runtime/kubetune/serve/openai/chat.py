@@ -9,6 +9,7 @@ from typing import Any
 from kubetune.model.chatformat import ChatFormatError, render_prompt, tool_format_of
 from kubetune.serve.engine import Delta, GenerationRequest, TokenLogprob
 from kubetune.serve.errors import OpenAIError, bad_request
+from kubetune.serve.openai.admission import Ticket
 from kubetune.serve.openai.params import sampling_params
 from kubetune.serve.openai.protocol import ChatCompletionRequest, ChatMessage
 from kubetune.serve.openai.service import Choice, Service, new_id, now, sse
@@ -38,6 +39,12 @@ def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     return out
 
 
+def prompt_chars(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
+    """Characters the template will see: message contents and tool-call arguments, plus the tool schemas."""
+    size = sum(len(m["content"]) + len(json.dumps(m.get("tool_calls", ""))) for m in messages)
+    return size + (len(json.dumps(tools)) if tools else 0)
+
+
 def logprobs_json(items: list[TokenLogprob]) -> dict[str, Any]:
     def entry(token: str, logprob: float) -> dict[str, Any]:
         return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
@@ -49,8 +56,8 @@ def logprobs_json(items: list[TokenLogprob]) -> dict[str, Any]:
 class ChatService(Service):
     """The chat completions endpoint's semantics."""
 
-    def prepare(self, req: ChatCompletionRequest) -> tuple[GenerationRequest, ToolFormat | None]:
-        """Validate and render the request. Raises OpenAIError (400/404) before any generation starts."""
+    async def prepare(self, req: ChatCompletionRequest) -> tuple[GenerationRequest, ToolFormat | None, Ticket]:
+        """Validate, render and admit the request. Raises OpenAIError (400/404/429) before any generation starts."""
         adapter = self.adapter_for(req.model)
         if req.response_format and req.response_format.get("type", "text") != "text":
             raise bad_request("only response_format type 'text' is supported", param="response_format")
@@ -62,27 +69,41 @@ class ChatService(Service):
         if tools:
             template_format = tool_format_of(self.config.template) if self.config.template else None
             fmt = tool_format_for(self.config.tool_format, template_format)
-        try:
-            prompt = render_prompt(self.engine.tokenizer, template_messages(req.messages), tools=tools,
-                                   template=self.config.template, system=self.config.default_system)
-        except ChatFormatError as exc:
-            raise bad_request(str(exc), param="messages") from exc
-        top = req.top_logprobs if req.logprobs else None
         if req.top_logprobs is not None and not req.logprobs:
             raise bad_request("top_logprobs needs logprobs: true", param="top_logprobs")
-        params = sampling_params(req, self.config, prompt_len=len(prompt), max_model_len=self.engine.max_model_len,
-                                 max_tokens=req.max_completion_tokens or req.max_tokens,
-                                 logprobs=(top or 0) if req.logprobs else None)
+        messages = template_messages(req.messages)
+        self.check_prompt_chars(prompt_chars(messages, tools), "messages")
+        ticket = self.reserve(req.n)
+        try:
+            prompt = await self.off_loop(self._render, messages, tools)
+            top = req.top_logprobs if req.logprobs else None
+            params = sampling_params(req, self.config, prompt_len=len(prompt),
+                                     max_model_len=self.engine.max_model_len,
+                                     max_tokens=req.max_completion_tokens or req.max_tokens,
+                                     logprobs=(top or 0) if req.logprobs else None)
+        except BaseException:
+            ticket.close()
+            raise
         keep = frozenset(self._marker_ids(fmt)) if fmt else frozenset()
-        return GenerationRequest(prompt, params, adapter, keep), fmt
+        return GenerationRequest(prompt, params, adapter, keep), fmt, ticket
+
+    def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
+        try:
+            return render_prompt(self.engine.tokenizer, messages, tools=tools, template=self.config.template,
+                                 system=self.config.default_system)
+        except ChatFormatError as exc:
+            raise bad_request(str(exc), param="messages") from exc
 
     def _marker_ids(self, fmt: ToolFormat) -> list[int]:
         vocab = self.engine.tokenizer.get_vocab()
         return [vocab[m] for m in (fmt.start, fmt.end) if m and m in vocab]
 
     async def complete(self, req: ChatCompletionRequest) -> dict[str, Any]:
-        request, fmt = self.prepare(req)
-        choices = await self.collect(request)
+        request, fmt, ticket = await self.prepare(req)
+        try:
+            choices = await self.collect(request, ticket)
+        finally:
+            ticket.close()
         return {
             "id": new_id("chatcmpl"), "object": "chat.completion", "created": now(), "model": req.model,
             "choices": [self._choice(i, c, fmt, req.logprobs) for i, c in enumerate(choices)],
@@ -103,13 +124,14 @@ class ChatService(Service):
         return {"index": index, "message": message, "finish_reason": finish,
                 "logprobs": logprobs_json(choice.logprobs) if logprobs else None}
 
-    def stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
-        """Server-sent events; validation errors are raised here, before the first byte is sent."""
-        request, fmt = self.prepare(req)
-        return self._events(req, request, fmt)
+    async def stream(self, req: ChatCompletionRequest) -> tuple[AsyncIterator[str], Ticket]:
+        """Server-sent events and their ticket (the caller closes it when the response ends); validation errors
+        are raised here, before the first byte is sent."""
+        request, fmt, ticket = await self.prepare(req)
+        return self._events(req, request, fmt, ticket), ticket
 
-    async def _events(self, req: ChatCompletionRequest, request: GenerationRequest, fmt: ToolFormat | None
-                      ) -> AsyncIterator[str]:
+    async def _events(self, req: ChatCompletionRequest, request: GenerationRequest, fmt: ToolFormat | None,
+                      ticket: Ticket) -> AsyncIterator[str]:
         cid, created = new_id("chatcmpl"), now()
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> str:
@@ -122,12 +144,14 @@ class ChatService(Service):
         parsers = [ToolCallStream(fmt) if fmt else None for _ in range(req.n)]
         tokens = [0] * req.n
         try:
-            async for delta in self.deltas(request):
+            async for delta in self.deltas(request, ticket):
                 tokens[delta.index] = delta.completion_tokens
                 for out in self._stream_delta(delta, parsers[delta.index], req.logprobs):
                     yield chunk(delta.index, *out)
         except OpenAIError as exc:
             yield sse(json.dumps(exc.body()))
+        finally:
+            ticket.close()
         if req.stream_options and req.stream_options.include_usage:
             yield sse(json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
                                   "model": req.model, "choices": [],

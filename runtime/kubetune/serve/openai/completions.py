@@ -9,6 +9,7 @@ from typing import Any
 
 from kubetune.serve.engine import GenerationRequest, TokenLogprob
 from kubetune.serve.errors import OpenAIError, bad_request
+from kubetune.serve.openai.admission import Ticket
 from kubetune.serve.openai.params import sampling_params
 from kubetune.serve.openai.protocol import CompletionRequest
 from kubetune.serve.openai.service import Choice, Service, new_id, now, sse
@@ -23,39 +24,80 @@ def _logprobs(items: list[TokenLogprob], offset: int) -> dict[str, Any]:
             "top_logprobs": [dict(t.top) for t in items], "text_offset": offsets}
 
 
+def _param(req: CompletionRequest, index: int) -> str:
+    """How errors name prompt ``index``: ``prompt`` for a lone text prompt, else ``prompt[i]``."""
+    return "prompt" if isinstance(req.prompt, str) else f"prompt[{index}]"
+
+
 class CompletionService(Service):
     """The legacy completions endpoint's semantics."""
 
-    def prompts(self, req: CompletionRequest) -> list[list[int]]:
+    def _token_prompt(self, ids: list[int], param: str) -> list[int]:
+        """A prompt given as token ids, checked: not empty, every id inside the vocabulary."""
+        if not ids:
+            raise bad_request(f"{param} is empty: give at least one token id", param=param)
+        vocab = self.engine.vocab_size
+        bad = next((i for i in ids if not 0 <= i < vocab), None)
+        if bad is not None:
+            raise bad_request(f"{param}: token id {bad} is outside this model's vocabulary (0 to {vocab - 1})",
+                              param=param)
+        return ids
+
+    def prompts(self, req: CompletionRequest) -> list[str | list[int]]:
+        """The request's prompts, checked for shape, token ids and size; text prompts are not tokenized yet."""
         prompt = req.prompt
         if isinstance(prompt, str):
             prompt = [prompt]
         if not prompt:
             raise bad_request("prompt is empty", param="prompt")
         if all(isinstance(p, int) for p in prompt):
-            return [list(prompt)]  # type: ignore[arg-type]
-        tok = self.engine.tokenizer
-        return [tok(p, add_special_tokens=True)["input_ids"] if isinstance(p, str) else list(p) for p in prompt]
+            return [self._token_prompt(list(prompt), "prompt")]  # type: ignore[arg-type]
+        out: list[str | list[int]] = []
+        for i, p in enumerate(prompt):
+            if isinstance(p, str):
+                self.check_prompt_chars(len(p), _param(req, i))
+                out.append(p)
+            else:
+                out.append(self._token_prompt(list(p), _param(req, i)))  # type: ignore[arg-type]
+        return out
 
-    def prepare(self, req: CompletionRequest) -> list[GenerationRequest]:
+    def _tokenize(self, prompts: list[str | list[int]]) -> list[list[int]]:
+        tok = self.engine.tokenizer
+        return [tok(p, add_special_tokens=True)["input_ids"] if isinstance(p, str) else p for p in prompts]
+
+    async def prepare(self, req: CompletionRequest) -> tuple[list[GenerationRequest], Ticket]:
+        """Validated generation requests and their admission ticket; raises OpenAIError (400/404/429) first."""
         adapter = self.adapter_for(req.model)
         if req.suffix:
             raise bad_request("suffix is not supported", param="suffix")
         if req.best_of is not None and req.best_of != req.n:
             raise bad_request("best_of must equal n (no server-side ranking)", param="best_of")
-        requests = []
-        for ids in self.prompts(req):
-            params = sampling_params(req, self.config, prompt_len=len(ids), max_model_len=self.engine.max_model_len,
-                                     max_tokens=req.max_tokens, logprobs=req.logprobs)
-            requests.append(GenerationRequest(ids, params, adapter))
-        return requests
+        prompts = self.prompts(req)
+        ticket = self.reserve(len(prompts) * req.n, param="prompt" if len(prompts) > 1 else "n")
+        try:
+            requests = []
+            for i, ids in enumerate(await self.off_loop(self._tokenize, prompts)):
+                if not ids:
+                    raise bad_request(f"{_param(req, i)} is empty: give some text or token ids",
+                                      param=_param(req, i))
+                params = sampling_params(req, self.config, prompt_len=len(ids),
+                                         max_model_len=self.engine.max_model_len, max_tokens=req.max_tokens,
+                                         logprobs=req.logprobs, prompt_param="prompt")
+                requests.append(GenerationRequest(ids, params, adapter))
+        except BaseException:
+            ticket.close()
+            raise
+        return requests, ticket
 
     def _echo(self, request: GenerationRequest, echo: bool) -> str:
         return self.engine.tokenizer.decode(request.prompt_ids, skip_special_tokens=True) if echo else ""
 
     async def complete(self, req: CompletionRequest) -> dict[str, Any]:
-        requests = self.prepare(req)
-        results: list[list[Choice]] = await asyncio.gather(*(self.collect(r) for r in requests))
+        requests, ticket = await self.prepare(req)
+        try:
+            results: list[list[Choice]] = await asyncio.gather(*(self.collect(r, ticket) for r in requests))
+        finally:
+            ticket.close()
         choices = []
         for p, (request, outs) in enumerate(zip(requests, results, strict=True)):
             prefix = self._echo(request, req.echo)
@@ -68,10 +110,13 @@ class CompletionService(Service):
                 "choices": choices, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                                               "total_tokens": prompt_tokens + completion}}
 
-    def stream(self, req: CompletionRequest) -> AsyncIterator[str]:
-        return self._events(req, self.prepare(req))
+    async def stream(self, req: CompletionRequest) -> tuple[AsyncIterator[str], Ticket]:
+        """Server-sent events and their ticket (the caller closes it when the response ends)."""
+        requests, ticket = await self.prepare(req)
+        return self._events(req, requests, ticket), ticket
 
-    async def _events(self, req: CompletionRequest, requests: list[GenerationRequest]) -> AsyncIterator[str]:
+    async def _events(self, req: CompletionRequest, requests: list[GenerationRequest], ticket: Ticket
+                      ) -> AsyncIterator[str]:
         cid, created = new_id("cmpl"), now()
         queue: asyncio.Queue = asyncio.Queue()
 
@@ -79,7 +124,7 @@ class CompletionService(Service):
             try:
                 if req.echo:
                     await queue.put((p * req.n, self._echo(request, True), None, None))
-                async for d in self.deltas(request):
+                async for d in self.deltas(request, ticket):
                     lp = _logprobs(list(d.logprobs), 0) if req.logprobs is not None and d.logprobs else None
                     await queue.put((p * req.n + d.index, d.text, d.finish_reason, lp))
             except OpenAIError as exc:
@@ -104,4 +149,5 @@ class CompletionService(Service):
         finally:
             for task in tasks:
                 task.cancel()
+            ticket.close()
         yield sse("[DONE]")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+INT64 = 2**63  # seeds are 64-bit, as OpenAI's and vLLM's; a larger one cannot seed a generator
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # NaN or infinity in a penalty or temperature would reach the sampler and fail the whole batch
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class TextPart(_Request):
@@ -68,7 +71,7 @@ class SamplingFields(_Request):
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-INT64, lt=INT64)
     do_sample: bool | None = None  # LLaMA-Factory's extension: false = greedy
     logit_bias: dict[str, float] | None = None
     user: str | None = None
@@ -90,7 +93,8 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str] | list[int] | list[list[int]]
+    # token ids must be JSON integers: true or 1.0 is not a token
+    prompt: str | list[str] | list[StrictInt] | list[list[StrictInt]]
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
