@@ -134,6 +134,9 @@ class InferenceServiceStatus(ObjectStatus):
     selector: str | None = Field(None, max_length=1024, description="Label selector of the pods (scale subresource).")
     resolved_model: ResolvedModel | None = Field(None, description="The model being served.")
     resolved_adapters: list[ResolvedAdapter] | None = Field(None, max_length=32, description="Adapters served.")
+    loaded_adapters: list[str] | None = Field(
+        None, max_length=64, description="vLLM: adapters the running server holds, as last reported by a replica's "
+        "adapters sidecar (they load and unload without restarting the pods).")
     deployment: str | None = Field(None, max_length=253, description="Name of the Deployment.")
 
 
