@@ -160,7 +160,8 @@ def test_adapter_as_model_is_never_unloaded_by_the_sidecar():
     ({"a": "/a2"}, {"a": "/a"}, frozenset(), Plan(unload=("a",), load=(("a", "/a2"),))),
     ({}, {"bot": "/sft", "a": "/a"}, frozenset({"bot"}), Plan(unload=("a",))),
     ({"a": "/a"}, {"a": "/a"}, frozenset(), Plan()),
-], ids=["load", "unload", "both", "path-changed-reloads", "keep", "in-sync"])
+    ({"a": "/a/"}, {"a": "/a"}, frozenset(), Plan()),
+], ids=["load", "unload", "both", "path-changed-reloads", "keep", "in-sync", "trailing-slash-is-the-same-path"])
 def test_adapter_plan(wanted, loaded, keep, expected):
     assert plan(wanted, loaded, keep) == expected
 

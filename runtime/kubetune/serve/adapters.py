@@ -40,11 +40,18 @@ class Plan:
 def plan(wanted: Mapping[str, str], loaded: Mapping[str, str], keep: frozenset[str] = frozenset()) -> Plan:
     """Changes that turn ``loaded`` (name -> path) into ``wanted``; names in ``keep`` are never touched.
 
-    An adapter whose path changed is unloaded and loaded again (vLLM caches adapters by name).
+    An adapter whose path changed is unloaded and loaded again (vLLM caches adapters by name). Paths compare
+    without trailing slashes (URIs of directories often carry one).
     """
-    unload = [n for n, p in loaded.items() if n not in keep and wanted.get(n) != p]
-    load = [(n, p) for n, p in wanted.items() if n not in keep and loaded.get(n) != p]
+    want = {n: _norm(p) for n, p in wanted.items()}
+    have = {n: _norm(p) for n, p in loaded.items()}
+    unload = [n for n, p in have.items() if n not in keep and want.get(n) != p]
+    load = [(n, wanted[n]) for n, p in want.items() if n not in keep and have.get(n) != p]
     return Plan(tuple(sorted(unload)), tuple(sorted(load)))
+
+
+def _norm(path: str) -> str:
+    return path.rstrip("/") or "/"
 
 
 def read_wanted(path: str | Path) -> dict[str, str]:
