@@ -5,6 +5,7 @@ renders into a ConfigMap, and reports what the server holds into the InferenceSe
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -113,3 +114,30 @@ def test_sidecar_reports_loaded_adapters_into_the_inferenceservice_status(vllm_e
         status = cluster.get("inferenceservices.kubetune.io", "bot", namespace).get("status") or {}
         time.sleep(0.5)
     assert status.get("loadedAdapters") == ["sea-poet"]
+
+
+def session_members(sid: int) -> list[int]:
+    """PIDs whose session is ``sid`` (the `kubetune run` process was started in its own session)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_sigterm_stops_kubetune_run_and_the_vllm_server_it_started(vllm_endpoint):
+    """Last test of the session's vLLM server: it stops it. `kill` (not only Ctrl-C) must not orphan vLLM."""
+    run = vllm_endpoint.process
+    assert len(session_members(run.pid)) > 2  # kubetune run, the vLLM API server, its engine core and worker
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=120)
+    deadline = time.monotonic() + 60
+    while session_members(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert session_members(run.pid) == []
+    status = vllm_endpoint.record()["status"]
+    assert status["phase"] == "Pending" and "url" not in status

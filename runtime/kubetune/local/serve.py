@@ -187,22 +187,23 @@ def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no
 
 
 def _serve_vllm(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no-untyped-def]
-    from kubetune.serve.engine.vllm import VllmError, launch_vllm
+    from kubetune.serve.engine.vllm import VllmError, launch_vllm, sigterm_as_interrupt
     from kubetune.serve.vllm_command import base_model_name, model_adapter
 
-    try:
-        process = launch_vllm(config)
-    except KeyboardInterrupt:
-        return _stopped(tracker)
-    except VllmError as exc:
-        return _failed(tracker, str(exc))
-    names = [config.model_name, *(a.name for a in config.lora_adapters)]
-    if model_adapter(config):
-        names.insert(0, base_model_name(config))
-    _ready(tracker, url, names, loadedAdapters=[a.name for a in config.lora_adapters])
-    try:
-        process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
+    with sigterm_as_interrupt():
+        try:
+            process = launch_vllm(config)
+        except KeyboardInterrupt:
+            return _stopped(tracker)
+        except VllmError as exc:
+            return _failed(tracker, str(exc))
+        names = [config.model_name, *(a.name for a in config.lora_adapters)]
+        if model_adapter(config):
+            names.insert(0, base_model_name(config))
+        _ready(tracker, url, names, loadedAdapters=[a.name for a in config.lora_adapters])
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
     return _stopped(tracker)

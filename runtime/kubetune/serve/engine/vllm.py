@@ -7,9 +7,11 @@ the same function the operator renders serving pods with; named adapters are loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,7 +31,7 @@ from kubetune.serve.vllm_command import (
 )
 
 __all__ = ["VLLM_TOOL_PARSERS", "VllmCommand", "VllmError", "find_vllm", "launch_vllm", "render_vllm_command",
-           "wait_ready"]
+           "sigterm_as_interrupt", "wait_ready"]
 
 
 def find_vllm() -> str:
@@ -101,3 +103,19 @@ def launch_vllm(config: ServeConfig, timeout_s: float = 1800.0) -> subprocess.Po
     print(f"vLLM ready on {url}/v1 (models: {config.model_name}"
           f"{''.join(', ' + a.name for a in config.lora_adapters)})", flush=True)
     return process
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    del signum, frame
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (`kill`, a process manager, a test's teardown) stops the launcher as Ctrl-C does, so it terminates
+    the vLLM server it started instead of dying and leaving it serving, orphaned."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
