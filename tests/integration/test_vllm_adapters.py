@@ -140,4 +140,4 @@ def test_sigterm_stops_kubetune_run_and_the_vllm_server_it_started(vllm_endpoint
         time.sleep(0.5)
     assert session_members(run.pid) == []
     status = vllm_endpoint.record()["status"]
-    assert status["phase"] == "Pending" and "url" not in status
+    assert status["phase"] == "Pending" and "url" not in status and "loadedAdapters" not in status

@@ -144,7 +144,8 @@ def _stopped(tracker: Tracker) -> Outcome:
     message = "stopped; run again to serve"
     tracker.set(P.PENDING, R.NOT_READY, message,
                 [Cond(T.DEPLOYMENT_AVAILABLE, False, R.MINIMUM_REPLICAS_UNAVAILABLE, message),
-                 Cond(T.READY, False, R.NOT_READY, message)], replicas=0, readyReplicas=0, url=None)
+                 Cond(T.READY, False, R.NOT_READY, message)], replicas=0, readyReplicas=0, url=None,
+                loadedAdapters=None)
     return Outcome.SERVED
 
 
