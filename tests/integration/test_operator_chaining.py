@@ -27,7 +27,7 @@ def finish(cluster, name: str, namespace: str, state: str) -> None:
 
 
 def condition(obj: dict[str, Any], ctype: str) -> tuple[str, str] | None:
-    for cond in obj["status"].get("conditions") or []:
+    for cond in (obj.get("status") or {}).get("conditions") or []:  # the operator may not have written it yet
         if cond["type"] == ctype:
             return cond["status"], cond["reason"]
     return None
