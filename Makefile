@@ -12,13 +12,14 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint crds test test-unit test-integration controlplane cluster-up cluster-down cluster-status demo clean
+.PHONY: help venv lint crds test test-unit test-integration controlplane vllm cluster-up cluster-down cluster-status demo clean
 
 help:
 	@echo "make demo      train, export and serve a tiny model offline on CPU (examples/quickstart)"
 	@echo "make test      create the environment, lint, and run every test (builds the test control plane once)"
 	@echo "make lint      ruff, mypy, import contracts"
 	@echo "make crds      regenerate crds/ from the API types"
+	@echo "make vllm      install vLLM's CPU build for the vllm engine tests (cached in ~/.cache/kubetune)"
 	@echo "make cluster-up / cluster-down   a local etcd + kube-apiserver + controller-manager with the CRDs (prints KUBECONFIG)"
 
 $(UV):
@@ -49,13 +50,18 @@ crds: venv
 controlplane:
 	bash hack/build-controlplane.sh
 
+# vLLM's CPU build in its own environment (its torch differs from the runtime's), for the vllm engine tests;
+# installed once into $(CACHE)/vllm-<version>, reused afterwards.
+vllm: | $(UV)
+	KUBETUNE_CACHE=$(CACHE) PYTHON=$(PYTHON) bash hack/setup-vllm.sh
+
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: venv controlplane
+test-integration: venv controlplane vllm
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-test: lint controlplane
+test: lint controlplane vllm
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 # A detached etcd + kube-apiserver + kube-controller-manager with the CRDs installed; state and logs in

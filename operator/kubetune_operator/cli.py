@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("--runtime-image", default=DEFAULT_RUNTIME_IMAGE,
                         help="image of training, export and hf-serving pods (default %(default)s)")
-    parser.add_argument("--vllm-image", default=DEFAULT_VLLM_IMAGE, help="image of vLLM serving pods")
+    parser.add_argument("--vllm-image", default=DEFAULT_VLLM_IMAGE,
+                        help="image of vLLM serving pods, with kubetune in it for the adapters sidecar "
+                        "(images/Dockerfile.vllm; default %(default)s)")
     parser.add_argument("--runtime-service-account", default="kubetune-runtime",
                         help="ServiceAccount of training and export pods in each namespace")
     parser.add_argument("--policy", metavar="FILE",

@@ -8,7 +8,8 @@ import kubetune
 from kubetune_operator.policy import Policy
 
 DEFAULT_RUNTIME_IMAGE = f"ghcr.io/kubetune/kubetune-runtime:{kubetune.__version__}"
-DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+# images/Dockerfile.vllm: vLLM plus the torch-free kubetune package the adapters sidecar runs
+DEFAULT_VLLM_IMAGE = f"ghcr.io/kubetune/kubetune-vllm:{kubetune.__version__}"
 RUNTIME_SERVICE_ACCOUNT = "kubetune-runtime"
 POD_USER = 1000  # the runtime image's `kubetune` user; the restricted Pod Security Standard needs a non-root uid
 

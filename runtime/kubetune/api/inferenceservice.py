@@ -69,7 +69,8 @@ EngineArg = Annotated[str, Field(max_length=1024)]
 class EngineSpec(KubeModel):
     """The serving engine."""
 
-    backend: Backend = Field(Backend.VLLM, description="vllm (GPU) or hf (kubetune's engine, CPU or GPU).")
+    backend: Backend = Field(Backend.VLLM, description="vllm (GPU, or CPU with a CPU build of vLLM) or hf "
+                             "(kubetune's engine, CPU or GPU).")
     tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs one replica shards the model over.")
     max_model_len: int | None = Field(None, ge=16, le=10485760, description="Context length to serve.")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="vLLM: fraction of GPU memory to use.")
@@ -166,8 +167,9 @@ class InferenceServiceSpec(Scheduling):
             "an adapter cannot have the same name as servedModelName", ".adapters",
         ),
         CelRule(
-            "self.engine.backend != 'vllm' || self.resources.gpusPerReplica >= self.engine.tensorParallelSize",
-            "vllm needs resources.gpusPerReplica >= engine.tensorParallelSize (use backend hf on CPU)",
+            "self.engine.backend != 'vllm' || self.resources.gpusPerReplica == 0 || "
+            "self.resources.gpusPerReplica >= self.engine.tensorParallelSize",
+            "vllm needs resources.gpusPerReplica >= engine.tensorParallelSize (or 0 with a CPU build of vLLM)",
             ".resources.gpusPerReplica",
         ),
     )
@@ -200,6 +202,9 @@ class InferenceServiceStatus(ObjectStatus):
     selector: str | None = Field(None, max_length=1024, description="Label selector of the pods (scale subresource).")
     resolved_model: ResolvedModel | None = Field(None, description="The model being served.")
     resolved_adapters: list[ResolvedAdapter] | None = Field(None, max_length=32, description="Adapters served.")
+    loaded_adapters: list[str] | None = Field(
+        None, max_length=64, description="vLLM: adapters the running server holds, as last reported by a replica's "
+        "adapters sidecar (they load and unload without restarting the pods).")
     deployment: str | None = Field(None, max_length=253, description="Name of the Deployment.")
 
 

@@ -24,6 +24,7 @@ COMMANDS: dict[str, Command] = {
     "export": Command("kubetune.export.cli", "merge LoRA adapters and quantize a model"),
     "serve": Command("kubetune.serve.cli", "serve a model through an OpenAI-compatible API"),
     "api": Command("kubetune.serve.cli", "alias of serve"),
+    "adapters": Command("kubetune.serve.adapters_cli", "load and unload LoRA adapters in a running vLLM server"),
     "chat": Command("kubetune.chat.cli", "chat with a model in the terminal"),
     "eval": Command("kubetune.evaluate.cli", "evaluate a model on a dataset"),
     "run": Command("kubetune.local.cli", "run FineTuneJob/ModelExport/InferenceService files on this machine"),

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import InferenceServicePhase as P
@@ -24,6 +25,7 @@ from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, resolve_source
 from kubetune.local.status import Cond, Tracker
 from kubetune.local.workdir import Record
+from kubetune.serve.config import ServeConfig, serve_config_from_inferenceservice
 from kubetune.uris import UriError, UriResolver
 
 
@@ -89,10 +91,15 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def local_serve_config(isvc: InferenceService, served: ServedModel, ctx: LocalContext) -> ServeConfig:
+    """The serve config of a local run: the mapping the serving pod uses, bound to this run's host and port."""
+    config = serve_config_from_inferenceservice(isvc, model_path=served.model_path, adapters=served.adapters,
+                                                model_adapter=served.model_adapter, api_key=ctx.api_key)
+    return config.model_copy(update={"host": ctx.host, "port": ctx.port or config.port})
+
+
 def run_inferenceservice(obj: LocalObject, record: Record, tracker: Tracker, ctx: LocalContext) -> Outcome:
     """Serve ``obj`` until stopped, keeping its record current. Returns SERVED after a clean stop."""
-    from kubetune.serve.config import serve_config_from_inferenceservice
-
     isvc = obj.resource
     assert isinstance(isvc, InferenceService)
     resolver = ctx.resolver(obj)
@@ -103,12 +110,10 @@ def run_inferenceservice(obj: LocalObject, record: Record, tracker: Tracker, ctx
         served = resolve_served(isvc, artifacts, resolver)
         if isvc.spec.auth and isvc.spec.auth.api_key_secret_ref and not ctx.api_key:
             raise ModelError("spec.auth.apiKeySecretRef: there are no Secrets locally; pass the key with --api-key")
-        config = serve_config_from_inferenceservice(isvc, model_path=served.model_path, adapters=served.adapters,
-                                                    model_adapter=served.model_adapter, api_key=ctx.api_key)
+        config = local_serve_config(isvc, served, ctx)
     except (ModelError, UriError, ValueError) as exc:
         tracker.set(P.FAILED, R.INVALID_SPEC, str(exc), [Cond(T.ACCEPTED, False, R.INVALID_SPEC, str(exc))])
         return Outcome.BLOCKED
-    config = config.model_copy(update={"host": ctx.host, "port": ctx.port or config.port})
     if not port_free(config.host, config.port):
         message = f"port {config.port} on {config.host} is in use; pass --port"
         tracker.set(P.FAILED, R.FAILED, message, [ACCEPTED, Cond(T.READY, False, R.NOT_READY, message)])
@@ -127,19 +132,20 @@ def run_inferenceservice(obj: LocalObject, record: Record, tracker: Tracker, ctx
     return runner(config, tracker, url)
 
 
-def _ready(tracker: Tracker, url: str, names: list[str]) -> None:
+def _ready(tracker: Tracker, url: str, names: list[str], **fields: Any) -> None:
     message = f"serving {', '.join(names)} at {url} (Ctrl-C stops)"
     tracker.set(P.READY, R.READY, message,
                 [Cond(T.DEPLOYMENT_AVAILABLE, True, R.MINIMUM_REPLICAS_AVAILABLE, "1/1 replicas ready"),
                  Cond(T.READY, True, R.READY, message)],
-                url=url, servedModels=names, readyReplicas=1)
+                url=url, servedModels=names, readyReplicas=1, **fields)
 
 
 def _stopped(tracker: Tracker) -> Outcome:
     message = "stopped; run again to serve"
     tracker.set(P.PENDING, R.NOT_READY, message,
                 [Cond(T.DEPLOYMENT_AVAILABLE, False, R.MINIMUM_REPLICAS_UNAVAILABLE, message),
-                 Cond(T.READY, False, R.NOT_READY, message)], replicas=0, readyReplicas=0, url=None)
+                 Cond(T.READY, False, R.NOT_READY, message)], replicas=0, readyReplicas=0, url=None,
+                loadedAdapters=None)
     return Outcome.SERVED
 
 
@@ -183,18 +189,23 @@ def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no
 
 
 def _serve_vllm(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no-untyped-def]
-    from kubetune.serve.engine.vllm import VllmError, launch_vllm
+    from kubetune.serve.engine.vllm import VllmError, launch_vllm, sigterm_as_interrupt
+    from kubetune.serve.vllm_command import base_model_name, model_adapter
 
-    try:
-        process = launch_vllm(config)
-    except KeyboardInterrupt:
-        return _stopped(tracker)
-    except VllmError as exc:
-        return _failed(tracker, str(exc))
-    _ready(tracker, url, [config.model_name, *(a.name for a in config.lora_adapters)])
-    try:
-        process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
+    with sigterm_as_interrupt():
+        try:
+            process = launch_vllm(config)
+        except KeyboardInterrupt:
+            return _stopped(tracker)
+        except VllmError as exc:
+            return _failed(tracker, str(exc))
+        names = [config.model_name, *(a.name for a in config.lora_adapters)]
+        if model_adapter(config):
+            names.insert(0, base_model_name(config))
+        _ready(tracker, url, names, loadedAdapters=[a.name for a in config.lora_adapters])
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
     return _stopped(tracker)

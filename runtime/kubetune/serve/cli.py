@@ -62,18 +62,21 @@ def run(args: argparse.Namespace, command: str) -> int:
 
 
 def _run_vllm(config: ServeConfig) -> int:
-    from kubetune.serve.engine.vllm import VllmError, launch_vllm
+    from kubetune.serve.engine.vllm import VllmError, launch_vllm, sigterm_as_interrupt
 
-    try:
-        process = launch_vllm(config)
-    except VllmError as exc:
-        print(f"kubetune serve: {exc}", file=sys.stderr)
-        return 1
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()
+    with sigterm_as_interrupt():
+        try:
+            process = launch_vllm(config)
+        except VllmError as exc:
+            print(f"kubetune serve: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            return process.wait()
 
 
 def _run_hf(config: ServeConfig) -> int:

@@ -67,6 +67,8 @@ class ServeConfig(BaseModel):
     vllm_enforce_eager: bool = False
     max_lora_rank: int | None = Field(None, ge=1, description="vllm_max_lora_rank.")
     max_loras: int | None = Field(None, ge=1)
+    enable_lora: bool | None = Field(None, description="vllm: start with LoRA on and adapters loadable at run "
+                                     "time even when none is listed (default: on when there are adapters).")
     vllm_config: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine args (--key value).")
     extra_args: list[str] = Field(default_factory=list, description="Extra vLLM command-line arguments.")
     default_adapter: str | None = Field(None, description="Adapter directory that answers to served_model_name "
@@ -155,6 +157,8 @@ def serve_config_from_inferenceservice(isvc: InferenceService, *, model_path: st
         gpu_memory_utilization=engine.gpu_memory_utilization,
         max_loras=engine.max_loras,
         max_lora_rank=engine.max_lora_rank,
+        # `adapters: []` keeps LoRA on, so the first adapter added later loads without a restart
+        enable_lora=True if spec.adapters is not None else None,
         extra_args=list(engine.extra_args),
         limits=ServerLimits.model_validate(spec.limits.serve_config() if spec.limits else {}),
     )
