@@ -12,7 +12,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint crds test test-unit test-integration controlplane cluster-up cluster-down cluster-status demo clean
+.PHONY: help venv lint crds test test-unit test-integration test-node controlplane node-setup cluster-up cluster-down \
+	cluster-status node-up node-down node-status demo clean
 
 help:
 	@echo "make demo      train, export and serve a tiny model offline on CPU (examples/quickstart)"
@@ -20,6 +21,7 @@ help:
 	@echo "make lint      ruff, mypy, import contracts"
 	@echo "make crds      regenerate crds/ from the API types"
 	@echo "make cluster-up / cluster-down   a local etcd + kube-apiserver + controller-manager with the CRDs (prints KUBECONFIG)"
+	@echo "make node-up / node-down         a real one-node cluster (pods run) with the operator deployed (root; prints KUBECONFIG)"
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE)/uv-$(UV_VERSION)
@@ -49,13 +51,23 @@ crds: venv
 controlplane:
 	bash hack/build-controlplane.sh
 
+# The one-node cluster's parts: Debian packages (root), node binaries from Go modules, images built locally and
+# imported into containerd. Each step reuses its cache and does nothing when its inputs did not change.
+node-setup: controlplane
+	bash hack/node-prereqs.sh
+	bash hack/build-node.sh
+	bash hack/build-images.sh
+
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: venv controlplane
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-test: lint controlplane
+test-node: venv node-setup
+	$(BIN)/pytest tests/node $(PYTEST_ARGS)
+
+test: lint controlplane node-setup
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 # A detached etcd + kube-apiserver + kube-controller-manager with the CRDs installed; state and logs in
@@ -68,6 +80,17 @@ cluster-down: venv
 
 cluster-status: venv
 	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.cluster status || true
+
+# A real one-node cluster (kubelet, containerd, CoreDNS, Kubeflow training-operator) with the kubetune operator
+# deployed from manifests/ and the locally built images; state and logs in $(CACHE)/node/state. Root only.
+node-up: venv node-setup
+	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.nodecli up
+
+node-down: venv
+	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.nodecli down
+
+node-status: venv
+	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.nodecli status || true
 
 demo: venv
 	$(BIN)/python examples/quickstart/demo.py

@@ -5,6 +5,7 @@
 #                                      project's Dockerfiles build unmodified with `--pull=never`
 #   localhost/kubetune-operator:<key>  images/Dockerfile.operator
 #   localhost/kubetune-runtime:<key>   images/Dockerfile.runtime (torch from PyPI: no other index is reachable)
+#   localhost/kubetune-openai-client:<key>  tests/support/images/Dockerfile.openai-client (node tests' app pod)
 # Every image is keyed by a hash of its inputs; present keys are reused, older kubetune tags are pruned.
 # Root only (buildah, containerd). Prints `KEY=VALUE` lines (the image references) and writes them to
 # $cache/images.env for the node fixture.
@@ -97,8 +98,13 @@ project_key() {
 }
 
 project_image() {
-  local name=$1 dockerfile=$2 key ref
-  key=$(project_key "$dockerfile")
+  local name=$1 dockerfile=$2 key ref context=$root
+  if [ "${3:-}" = own-context ]; then  # a test image: its folder is its context, its Dockerfile its only input
+    context=$root/$(dirname "$dockerfile")
+    key=$(cat "$root/$dockerfile" "$cache/python.key" | key_of)
+  else
+    key=$(project_key "$dockerfile")
+  fi
   ref=localhost/$name:$key
   if ! has_image "$ref"; then
     log "$name ($key) from $dockerfile"
@@ -108,7 +114,7 @@ project_image() {
     buildah bud -q --layers --pull=never --network=host \
       -v "$HOST_CA:/etc/ssl/certs/ca-certificates.crt:ro" \
       --build-arg TORCH_INDEX="$TORCH_INDEX" \
-      -f "$root/$dockerfile" -t "$ref" "$root" >/dev/null
+      -f "$root/$dockerfile" -t "$ref" "$context" >/dev/null
     log "$name built in $((SECONDS - t))s"
   fi
   # Older builds of this image: untag them (their layers are pruned below).
@@ -148,7 +154,7 @@ import_image() {
 
 prune_containerd() {
   local keep=("$@")
-  ctrk images ls -q | grep -E '^localhost/kubetune-(operator|runtime):' | while read -r ref; do
+  ctrk images ls -q | grep -E '^localhost/kubetune-(operator|runtime|openai-client):' | while read -r ref; do
     [[ " ${keep[*]} " == *" $ref "* ]] || { log "prune $ref"; ctrk images rm "$ref" >/dev/null; }
   done
 }
@@ -156,17 +162,19 @@ prune_containerd() {
 timed pause_image
 timed python_image
 refs=(registry.k8s.io/pause:3.10)
-operator=""; runtime=""
+operator=""; runtime=""; client=""
 if [ "$what" = all ]; then
   operator=$(project_image kubetune-operator images/Dockerfile.operator)
   runtime=$(project_image kubetune-runtime images/Dockerfile.runtime)
-  refs+=("$operator" "$runtime")
+  client=$(project_image kubetune-openai-client tests/support/images/Dockerfile.openai-client own-context)
+  refs+=("$operator" "$runtime" "$client")
   buildah rmi --prune >/dev/null 2>&1 || true
 fi
 ctd_up
 for ref in "${refs[@]}"; do import_image "$ref"; done
-[ "$what" = all ] && prune_containerd "$operator" "$runtime"
+[ "$what" = all ] && prune_containerd "$operator" "$runtime" "$client"
 { echo "PAUSE_IMAGE=registry.k8s.io/pause:3.10"
   [ -n "$operator" ] && echo "OPERATOR_IMAGE=$operator"
   [ -n "$runtime" ] && echo "RUNTIME_IMAGE=$runtime"
+  [ -n "$client" ] && echo "CLIENT_IMAGE=$client"
 } | tee "$cache/images.env"
