@@ -140,7 +140,6 @@ def corefile(dns_ip: str, kubeconfig: Path) -> str:
         f".:53 {{\n"
         f"    bind {dns_ip}\n"
         f"    errors\n"
-        f"    health 127.0.0.1:0\n"
         f"    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{\n"
         f"        kubeconfig {kubeconfig}\n"
         f"        pods insecure\n"
