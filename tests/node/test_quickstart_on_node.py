@@ -17,7 +17,7 @@ from kubetune.artifacts import check_artifact
 from kubetune.train.callbacks import read_trainer_log
 from tests.node.conftest import API_KEY_SECRET
 from tests.support import nodeflow as flow
-from tests.support.node import OPERATOR_NAMESPACE, Node
+from tests.support.node import OPERATOR_NAMESPACE, Node, operator_ready
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
@@ -146,14 +146,10 @@ def test_job_launcher_survives_operator_restart_without_duplicates(node: Node, n
 
     # Once the operator has created the children, delete its pod; the Deployment brings a new one.
     flow.wait_for(lambda: flow.get(node, "job", "qs-job", ns), 120, "Job qs-job created")
-    selector = "app.kubernetes.io/name=kubetune,app.kubernetes.io/component=operator"
-    before = flow.items(node, "pods", OPERATOR_NAMESPACE, selector)
-    node.kubectl("delete", "pod", "-n", OPERATOR_NAMESPACE, "-l", selector, "--wait=false")
-    old_uids = {p["metadata"]["uid"] for p in before}
-    flow.wait_for(lambda: [p for p in flow.items(node, "pods", OPERATOR_NAMESPACE, selector)
-                           if p["metadata"]["uid"] not in old_uids and any(
-                               c.get("ready") for c in (p.get("status") or {}).get("containerStatuses") or [])],
-                  300, "a new operator pod Ready")
+    before = operator_ready(node)
+    assert len(before) == 1, before
+    node.kubectl("delete", "pod", "-n", OPERATOR_NAMESPACE, before[0], "--wait=false")
+    flow.wait_for(lambda: [p for p in operator_ready(node) if p not in before], 300, "a new operator pod Ready")
 
     rows = watch_progress(node, ns, "qs-job", lambda s: s.get("phase") in ("Succeeded", "Failed"), timeout_s=900)
     flow.wait_phase(node, "finetunejobs", "qs-job", ns, "Succeeded", timeout_s=30)

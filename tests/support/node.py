@@ -14,6 +14,7 @@ store which is kept in the cache between runs. Components are stopped by PID.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -33,6 +34,8 @@ from tests.support.processes import Process, StartError, free_port, https_get, s
 NODE_NAME = "kubetune-node"
 NODE_STATE = "node.json"
 OPERATOR_NAMESPACE = "kubetune-system"
+OPERATOR_SELECTOR = "app.kubernetes.io/name=kubetune,app.kubernetes.io/component=operator"
+KUBEFLOW_CERT_DIR = Path("/tmp/k8s-webhook-server/serving-certs")  # fixed in the training-operator's code
 
 
 def cache_dir() -> Path:
@@ -254,8 +257,28 @@ def _start_addons(node: Node, art: Artifacts, timeout_s: float) -> None:
         str(art.node_bin / "training-operator.v1"), f"--kubeconfig={node.kubeconfig}", "--enable-scheme=pytorchjob",
         "--metrics-bind-address=0", f"--health-probe-bind-address=127.0.0.1:{probe}",
         f"--webhook-server-port={free_port()}",
-    ], lambda: https_get(f"http://127.0.0.1:{probe}/readyz", None)[0] == 200, timeout_s, "/readyz")
+    ], lambda: _webhook_certs_mounted(node) and https_get(f"http://127.0.0.1:{probe}/readyz", None)[0] == 200,
+        timeout_s, "/readyz")
     node.apply(nodeconfig.local_storage_class())
+
+
+def _webhook_certs_mounted(node: Node) -> bool:
+    """Do what the kubelet does for the training-operator's pod: put its webhook Secret's keys into the cert dir.
+
+    Its certificate rotator fills the Secret, then waits (before starting any controller) until the files
+    appear in the fixed directory a pod would have the Secret mounted at."""
+    secret = json.loads(node.kubectl("get", "secret", "-n", "kubeflow", "training-operator-webhook-cert", "-o",
+                                     "json").stdout)
+    data = secret.get("data") or {}
+    if not {"tls.crt", "tls.key", "ca.crt"} <= data.keys():
+        return False
+    KUBEFLOW_CERT_DIR.mkdir(parents=True, exist_ok=True)
+    for key, value in data.items():
+        target = KUBEFLOW_CERT_DIR / key
+        content = base64.b64decode(value)
+        if not target.exists() or target.read_bytes() != content:
+            target.write_bytes(content)
+    return True
 
 
 def install_operator(node: Node, art: Artifacts, timeout_s: float = 180.0) -> None:
@@ -265,8 +288,23 @@ def install_operator(node: Node, art: Artifacts, timeout_s: float = 180.0) -> No
     (overlay / "kustomization.yaml").write_text(nodeconfig.operator_overlay(
         Path(os.path.relpath(ROOT / "manifests", overlay)), art.operator_image, art.runtime_image))
     node.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay))
-    node.kubectl("rollout", "status", "-n", OPERATOR_NAMESPACE, "deployment/kubetune-operator",
-                 f"--timeout={int(timeout_s)}s")
+    deadline = time.monotonic() + timeout_s
+    while not operator_ready(node):
+        if time.monotonic() > deadline:
+            logs = node.kubectl("logs", "-n", OPERATOR_NAMESPACE, "deployment/kubetune-operator", "--tail=40",
+                                check=False)
+            pods = node.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "wide", check=False).stdout
+            raise StartError(f"kubetune operator not Ready in {timeout_s:.0f}s:\n{pods}\n{logs.stdout}{logs.stderr}")
+        time.sleep(1)
+
+
+def operator_ready(node: Node) -> list[str]:
+    """Names of the operator pods whose container is Ready (what the Deployment counts as available)."""
+    result = node.kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_SELECTOR, "-o", "json", check=False)
+    pods = json.loads(result.stdout).get("items", []) if result.returncode == 0 else []
+    return [p["metadata"]["name"] for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+            and any(c.get("ready") for c in (p.get("status") or {}).get("containerStatuses") or [])]
 
 
 @contextlib.contextmanager
