@@ -6,6 +6,8 @@
 #   localhost/kubetune-operator:<key>  images/Dockerfile.operator
 #   localhost/kubetune-runtime:<key>   images/Dockerfile.runtime (torch from PyPI: no other index is reachable)
 #   localhost/kubetune-openai-client:<key>  tests/support/images/Dockerfile.openai-client (node tests' app pod)
+#   localhost/kubetune-pytorch-init:<key>   tests/support/images/Dockerfile.pytorch-init (the training-operator's
+#                                      init container; its default alpine:3.10 cannot be pulled here)
 # Every image is keyed by a hash of its inputs; present keys are reused, older kubetune tags are pruned.
 # Root only (buildah, containerd). Prints `KEY=VALUE` lines (the image references) and writes them to
 # $cache/images.env for the node fixture.
@@ -154,7 +156,7 @@ import_image() {
 
 prune_containerd() {
   local keep=("$@")
-  ctrk images ls -q | grep -E '^localhost/kubetune-(operator|runtime|openai-client):' | while read -r ref; do
+  ctrk images ls -q | grep -E '^localhost/kubetune-(operator|runtime|openai-client|pytorch-init):' | while read -r ref; do
     [[ " ${keep[*]} " == *" $ref "* ]] || { log "prune $ref"; ctrk images rm "$ref" >/dev/null; }
   done
 }
@@ -162,19 +164,21 @@ prune_containerd() {
 timed pause_image
 timed python_image
 refs=(registry.k8s.io/pause:3.10)
-operator=""; runtime=""; client=""
+operator=""; runtime=""; client=""; init=""
 if [ "$what" = all ]; then
   operator=$(project_image kubetune-operator images/Dockerfile.operator)
   runtime=$(project_image kubetune-runtime images/Dockerfile.runtime)
   client=$(project_image kubetune-openai-client tests/support/images/Dockerfile.openai-client own-context)
-  refs+=("$operator" "$runtime" "$client")
+  init=$(project_image kubetune-pytorch-init tests/support/images/Dockerfile.pytorch-init own-context)
+  refs+=("$operator" "$runtime" "$client" "$init")
   buildah rmi --prune >/dev/null 2>&1 || true
 fi
 ctd_up
 for ref in "${refs[@]}"; do import_image "$ref"; done
-[ "$what" = all ] && prune_containerd "$operator" "$runtime" "$client"
+[ "$what" = all ] && prune_containerd "$operator" "$runtime" "$client" "$init"
 { echo "PAUSE_IMAGE=registry.k8s.io/pause:3.10"
   [ -n "$operator" ] && echo "OPERATOR_IMAGE=$operator"
   [ -n "$runtime" ] && echo "RUNTIME_IMAGE=$runtime"
   [ -n "$client" ] && echo "CLIENT_IMAGE=$client"
+  [ -n "$init" ] && echo "PYTORCH_INIT_IMAGE=$init"
 } | tee "$cache/images.env"

@@ -256,7 +256,7 @@ def _start_addons(node: Node, art: Artifacts, timeout_s: float) -> None:
     _start(node, "training-operator", [
         str(art.node_bin / "training-operator.v1"), f"--kubeconfig={node.kubeconfig}", "--enable-scheme=pytorchjob",
         "--metrics-bind-address=0", f"--health-probe-bind-address=127.0.0.1:{probe}",
-        f"--webhook-server-port={free_port()}",
+        f"--webhook-server-port={free_port()}", f"--pytorch-init-container-image={art.images['PYTORCH_INIT_IMAGE']}",
     ], lambda: _webhook_certs_mounted(node) and https_get(f"http://127.0.0.1:{probe}/readyz", None)[0] == 200,
         timeout_s, "/readyz")
     node.apply(nodeconfig.local_storage_class())
@@ -363,6 +363,10 @@ def teardown(node: Node, grace_s: float = 60.0) -> None:
     """Delete every pod (so the kubelet releases sandboxes, mounts and addresses), stop components by PID,
     then remove what a crash could leave: CRI containers, mounts under the state dir, kube-proxy's rules."""
     names = {p.name for p in node.plane.processes if p.alive()}
+    # Controllers first: otherwise Deployments, Jobs and PyTorchJobs replace the pods deleted below.
+    for process in node.plane.processes:
+        if process.name in ("training-operator", "kube-controller-manager", "kube-scheduler"):
+            stop(process)
     if {"kube-apiserver", "kubelet", "containerd"} <= names:
         node.kubectl("delete", "pods", "--all-namespaces", "--all", "--grace-period=2", "--wait=false", check=False)
         deadline = time.monotonic() + grace_s
