@@ -52,11 +52,14 @@ controlplane:
 	bash hack/build-controlplane.sh
 
 # The one-node cluster's parts: Debian packages (root), node binaries from Go modules, images built locally and
-# imported into containerd. Each step reuses its cache and does nothing when its inputs did not change.
-node-setup: controlplane
+# imported into containerd. Each step reuses its cache and does nothing when its inputs did not change. The image
+# builds (mostly downloads and disk) run alongside the Go builds (mostly CPU); their log is printed when they fail.
+node-setup:
 	bash hack/node-prereqs.sh
-	bash hack/build-node.sh
-	bash hack/build-images.sh
+	@mkdir -p $(CACHE); bash hack/build-images.sh > $(CACHE)/build-images.log 2>&1 & images=$$!; \
+	bash hack/build-controlplane.sh && bash hack/build-node.sh; built=$$?; \
+	if ! wait $$images; then tail -40 $(CACHE)/build-images.log; exit 1; fi; \
+	grep -E '^>>' $(CACHE)/build-images.log || true; exit $$built
 
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -67,7 +70,7 @@ test-integration: venv controlplane
 test-node: venv node-setup
 	$(BIN)/pytest tests/node $(PYTEST_ARGS)
 
-test: lint controlplane node-setup
+test: lint node-setup
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 # A detached etcd + kube-apiserver + kube-controller-manager with the CRDs installed; state and logs in
