@@ -121,7 +121,7 @@ project_image() {
     log "$name built in $((SECONDS - t))s"
   fi
   # Older builds of this image: untag them (their layers are pruned below).
-  buildah images --format '{{.Name}}:{{.Tag}}' "localhost/$name" 2>/dev/null | grep -v ":$key\$" \
+  buildah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep "^localhost/$name:" | grep -v ":$key\$" \
     | xargs -r buildah rmi -f >/dev/null 2>&1 || true
   echo "$ref"
 }

@@ -7,9 +7,11 @@ them, the kubelet runs the locally built images, the operator runs as its Deploy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -40,18 +42,25 @@ def finetunejob(namespace: str, name: str, launcher: str, steps: int = STEPS) ->
     )
 
 
-def watch_progress(node: Node, namespace: str, name: str, until: Callable[[dict], bool],
-                   timeout_s: float) -> list[str]:
-    """`kubectl get finetunejobs` rows (as a person would watch them) until ``until(status)`` holds."""
+@contextlib.contextmanager
+def watching(node: Node, namespace: str) -> Iterator[list[str]]:
+    """`kubectl get finetunejobs -w` as a person would run it: every row it prints while the block runs."""
+    out = node.layout.state / f"watch-{namespace}.txt"
+    with out.open("w") as sink:
+        proc = subprocess.Popen([node.kubectl_path, "get", "finetunejobs", "-n", namespace, "-w"], stdout=sink,
+                                stderr=subprocess.STDOUT, env=node.env())
     rows: list[str] = []
+    try:
+        yield rows
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        rows.extend(out.read_text().splitlines())
 
-    def probe() -> bool:
-        table = node.kubectl("get", "finetunejobs", "-n", namespace, check=False).stdout
-        rows.extend(line for line in table.splitlines() if line.startswith(name + " "))
-        return until(flow.status_of(node, "finetunejobs", name, namespace))
 
-    flow.wait_for(probe, timeout_s, f"FineTuneJob {name} progress", interval_s=0.5)
-    return rows
+def wait_status(node: Node, namespace: str, name: str, until: Callable[[dict], bool], timeout_s: float) -> None:
+    flow.wait_for(lambda: until(flow.status_of(node, "finetunejobs", name, namespace)), timeout_s,
+                  f"FineTuneJob {name} status", interval_s=0.5)
 
 
 def intermediate_rows(rows: list[str]) -> list[tuple[int, float]]:
@@ -67,6 +76,16 @@ def intermediate_rows(rows: list[str]) -> list[tuple[int, float]]:
     return seen
 
 
+def resume_point(node: Node, ns: str) -> tuple[int, str]:
+    """Delete the worker pod mid-run; returns (the step reached then, the deleted pod's uid)."""
+    status = flow.status_of(node, "finetunejobs", "qs", ns)
+    assert status.get("phase") == "Running", f"finished before the fault could be injected: {status}"
+    workers = flow.items(node, "pods", ns, "training.kubeflow.org/replica-type=worker")
+    assert [p["metadata"]["name"] for p in workers] == ["qs-worker-0"]
+    node.kubectl("delete", "pod", "qs-worker-0", "-n", ns, "--grace-period=1", "--wait=false")
+    return status["progress"]["step"], workers[0]["metadata"]["uid"]
+
+
 def logged_steps(output) -> list[int]:
     return [int(r["step"]) for r in read_trainer_log(output) if "loss" in r]
 
@@ -75,28 +94,22 @@ def test_pytorchjob_trains_resumes_exports_and_serves_in_cluster(node: Node, nod
     ns = node_namespace
     pvc_root = flow.volumes(node, ns)
     heldout = flow.prepare_quickstart(pvc_root, train_size=STEPS * BATCH * 2, heldout_size=8)
-    node.apply(finetunejob(ns, "qs", "pytorchjob"))
-
-    # Watch it train; once a checkpoint exists and training has gone past it, delete a worker pod.
-    checkpoints = lambda: list((pvc_root / "models" / "quickstart").glob(f"qs-*/checkpoint-{SAVE_STEPS}"))  # noqa: E731
-    rows = watch_progress(node, ns, "qs", lambda s: (((s.get("progress") or {}).get("step") or 0) > SAVE_STEPS + 2
-                          and bool(checkpoints())) or s.get("phase") in ("Succeeded", "Failed"), timeout_s=900)
-    status = flow.status_of(node, "finetunejobs", "qs", ns)
-    assert status.get("phase") == "Running", f"finished before the fault could be injected: {status}"
-    killed_at = status["progress"]["step"]
-    workers = flow.items(node, "pods", ns, "training.kubeflow.org/replica-type=worker")
-    assert [p["metadata"]["name"] for p in workers] == ["qs-worker-0"]
-    node.kubectl("delete", "pod", "qs-worker-0", "-n", ns, "--grace-period=1", "--wait=false")
-
-    rows += watch_progress(node, ns, "qs", lambda s: s.get("phase") in ("Succeeded", "Failed"), timeout_s=900)
+    with watching(node, ns) as rows:
+        node.apply(finetunejob(ns, "qs", "pytorchjob"))
+        # Once a checkpoint exists and training has gone past it, delete a worker pod.
+        checkpoints = lambda: list((pvc_root / "models" / "quickstart").glob(f"qs-*/checkpoint-{SAVE_STEPS}"))  # noqa: E731
+        wait_status(node, ns, "qs", lambda s: (((s.get("progress") or {}).get("step") or 0) > SAVE_STEPS + 2
+                    and bool(checkpoints())) or s.get("phase") in ("Succeeded", "Failed"), timeout_s=900)
+        killed_at, deleted_uid = resume_point(node, ns)
+        wait_status(node, ns, "qs", lambda s: s.get("phase") in ("Succeeded", "Failed"), timeout_s=900)
     done = flow.wait_phase(node, "finetunejobs", "qs", ns, "Succeeded", timeout_s=30)
     seen = intermediate_rows(rows)
-    assert seen, f"`kubectl get finetunejobs` never showed a running job with progress and loss: {rows[:5]}"
+    assert seen, f"`kubectl get finetunejobs -w` never showed a running job with progress and loss: {rows}"
 
     # The PyTorchJob replaced the deleted pod; the ranks resumed from the last checkpoint: every logged step
     # exactly once, none lost and none repeated.
     new_worker = flow.get(node, "pod", "qs-worker-0", ns)
-    assert new_worker and new_worker["metadata"]["uid"] != workers[0]["metadata"]["uid"]
+    assert new_worker and new_worker["metadata"]["uid"] != deleted_uid
     output = flow.output_dir(node, ns, done["output"]["uri"])
     assert logged_steps(output) == list(range(LOGGING_STEPS, STEPS + 1, LOGGING_STEPS)), killed_at
     assert done["progress"]["step"] == STEPS
@@ -146,18 +159,17 @@ def test_job_launcher_survives_operator_restart_without_duplicates(node: Node, n
     ns = node_namespace
     pvc_root = flow.volumes(node, ns)
     flow.prepare_quickstart(pvc_root, train_size=STEPS * BATCH * 2, heldout_size=4)
-    node.apply(finetunejob(ns, "qs-job", "job", steps=20))
-
-    # Once the operator has created the children, delete its pod; the Deployment brings a new one.
-    flow.wait_for(lambda: flow.get(node, "job", "qs-job", ns), 120, "Job qs-job created")
-    before = operator_ready(node)
-    assert len(before) == 1, before
-    node.kubectl("delete", "pod", "-n", OPERATOR_NAMESPACE, before[0], "--wait=false")
-    flow.wait_for(lambda: [p for p in operator_ready(node) if p not in before], 300, "a new operator pod Ready")
-
-    rows = watch_progress(node, ns, "qs-job", lambda s: s.get("phase") in ("Succeeded", "Failed"), timeout_s=900)
+    with watching(node, ns) as rows:
+        node.apply(finetunejob(ns, "qs-job", "job", steps=20))
+        # Once the operator has created the children, delete its pod; the Deployment brings a new one.
+        flow.wait_for(lambda: flow.get(node, "job", "qs-job", ns), 120, "Job qs-job created")
+        before = operator_ready(node)
+        assert len(before) == 1, before
+        node.kubectl("delete", "pod", "-n", OPERATOR_NAMESPACE, before[0], "--wait=false")
+        flow.wait_for(lambda: [p for p in operator_ready(node) if p not in before], 300, "a new operator pod Ready")
+        wait_status(node, ns, "qs-job", lambda s: s.get("phase") in ("Succeeded", "Failed"), timeout_s=900)
     flow.wait_phase(node, "finetunejobs", "qs-job", ns, "Succeeded", timeout_s=30)
-    assert intermediate_rows(rows), f"`kubectl get finetunejobs` never showed progress and loss: {rows[:5]}"
+    assert intermediate_rows(rows), f"`kubectl get finetunejobs -w` never showed progress and loss: {rows}"
     owned = "kubetune.io/finetunejob=qs-job"
     children = {kind: [o["metadata"]["name"] for o in flow.items(node, kind, ns, owned)]
                 for kind in ("jobs", "configmaps", "services", "pytorchjobs")}
