@@ -23,7 +23,9 @@ from tests.support.node import OPERATOR_NAMESPACE, Node, operator_ready
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
-STEPS = 40  # optimizer steps: enough for the held-out answers to move, few enough for two CPU cores
+# Optimizer steps: enough for the held-out answers to move and for training to outlast the runtime's 10 s between
+# progress reports (so `kubectl get -w` shows a part-way row), few enough for two CPU cores.
+STEPS = 40
 SAVE_STEPS = 10
 LOGGING_STEPS = 2
 BATCH = 16
@@ -160,7 +162,7 @@ def test_job_launcher_survives_operator_restart_without_duplicates(node: Node, n
     pvc_root = flow.volumes(node, ns)
     flow.prepare_quickstart(pvc_root, train_size=STEPS * BATCH * 2, heldout_size=4)
     with watching(node, ns) as rows:
-        node.apply(finetunejob(ns, "qs-job", "job", steps=20))
+        node.apply(finetunejob(ns, "qs-job", "job"))
         # Once the operator has created the children, delete its pod; the Deployment brings a new one.
         flow.wait_for(lambda: flow.get(node, "job", "qs-job", ns), 120, "Job qs-job created")
         before = operator_ready(node)

@@ -320,9 +320,14 @@ def machine_lock():
 def start_node(workdir: Path, art: Artifacts | None = None, *, with_operator: bool = True,
                timeout_s: float = 120.0) -> Node:
     """Start every component in ``workdir``; on failure stop what was started and raise with its log tail."""
+    workdir = workdir.resolve()
+    people = cache_dir() / "node" / "state"
+    running = load_node(people) if workdir != people.resolve() else None
+    if running and any(p.alive() for p in running.plane.processes):
+        raise StartError(f"the node cluster of `make node-up` runs in {people} (it owns the pod bridge, port 53 on "
+                         f"the node IP and containerd's store): stop it with `make node-down` first")
     art = art or prepare()
     began = time.monotonic()
-    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     ip = node_ip()
     plane = Plane(workdir, f"https://{ip}:{free_port()}")
