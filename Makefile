@@ -12,7 +12,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint crds test test-unit test-integration controlplane vllm cluster-up cluster-down cluster-status demo clean
+.PHONY: help venv lint crds test test-unit test-integration test-node controlplane vllm node-setup cluster-up \
+	cluster-down cluster-status node-up node-down node-status demo clean
 
 help:
 	@echo "make demo      train, export and serve a tiny model offline on CPU (examples/quickstart)"
@@ -21,6 +22,7 @@ help:
 	@echo "make crds      regenerate crds/ from the API types"
 	@echo "make vllm      install vLLM's CPU build for the vllm engine tests (cached in ~/.cache/kubetune)"
 	@echo "make cluster-up / cluster-down   a local etcd + kube-apiserver + controller-manager with the CRDs (prints KUBECONFIG)"
+	@echo "make node-up / node-down         a real one-node cluster (pods run) with the operator deployed (root; prints KUBECONFIG)"
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE)/uv-$(UV_VERSION)
@@ -55,13 +57,26 @@ controlplane:
 vllm: | $(UV)
 	KUBETUNE_CACHE=$(CACHE) PYTHON=$(PYTHON) bash hack/setup-vllm.sh
 
+# The one-node cluster's parts: Debian packages (root), node binaries from Go modules, images built locally and
+# imported into containerd. Each step reuses its cache and does nothing when its inputs did not change. The image
+# builds (mostly downloads and disk) run alongside the Go builds (mostly CPU); their log is printed when they fail.
+node-setup:
+	bash hack/node-prereqs.sh
+	@mkdir -p $(CACHE); bash hack/build-images.sh > $(CACHE)/build-images.log 2>&1 & images=$$!; \
+	bash hack/build-controlplane.sh && bash hack/build-node.sh; built=$$?; \
+	if ! wait $$images; then tail -40 $(CACHE)/build-images.log; exit 1; fi; \
+	grep -E '^>>' $(CACHE)/build-images.log || true; exit $$built
+
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: venv controlplane vllm
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-test: lint controlplane vllm
+test-node: venv node-setup
+	$(BIN)/pytest tests/node $(PYTEST_ARGS)
+
+test: lint node-setup vllm
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 # A detached etcd + kube-apiserver + kube-controller-manager with the CRDs installed; state and logs in
@@ -74,6 +89,17 @@ cluster-down: venv
 
 cluster-status: venv
 	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.cluster status || true
+
+# A real one-node cluster (kubelet, containerd, CoreDNS, Kubeflow training-operator) with the kubetune operator
+# deployed from manifests/ and the locally built images; state and logs in $(CACHE)/node/state. Root only.
+node-up: venv node-setup
+	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.nodecli up
+
+node-down: venv
+	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.nodecli down
+
+node-status: venv
+	@KUBETUNE_CACHE=$(CACHE) $(BIN)/python -m tests.support.nodecli status || true
 
 demo: venv
 	$(BIN)/python examples/quickstart/demo.py

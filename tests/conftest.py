@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import cluster, namespace  # noqa: F401  (real control plane, session-wide)
+from tests.support.fixtures import cluster, namespace, node  # noqa: F401  (real control plane / node, session-wide)
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "tests" / "assets"

@@ -3,6 +3,8 @@
 - ``cluster`` (session): one etcd + kube-apiserver + kube-controller-manager per pytest session, with crds/ and
   the Kubeflow PyTorchJob CRD installed and Established. Yields a :class:`tests.support.cluster.Cluster`.
 - ``namespace`` (function): a fresh namespace per test, deleted afterwards (without waiting).
+- ``node`` (session, started only when a test asks for it): a real one-node cluster where pods run, with the
+  Kubeflow training-operator and the kubetune operator deployed from manifests/ (:mod:`tests.support.node`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.cluster import Cluster, start_cluster
+from tests.support.node import Node, machine_lock, start_node
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +33,13 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     name = cluster.create_namespace(f"t-{slug}-{abs(hash(request.node.nodeid)) % 10**6}")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    with machine_lock():
+        handle = start_node(tmp_path_factory.mktemp("node"))
+        try:
+            yield handle
+        finally:
+            handle.stop()

@@ -64,8 +64,10 @@ def make_ca(common_name: str) -> Issued:
     return Issued(key, cert)
 
 
-def issue(ca: Issued, common_name: str, *, orgs: tuple[str, ...] = (), server: bool = False) -> Issued:
-    """A leaf certificate signed by ``ca``: serverAuth for localhost/127.0.0.1, or clientAuth with groups ``orgs``."""
+def issue(ca: Issued, common_name: str, *, orgs: tuple[str, ...] = (), server: bool = False,
+          sans: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Issued:
+    """A leaf certificate signed by ``ca``: serverAuth for ``sans`` (DNS names or IPs), or clientAuth with groups
+    ``orgs``."""
     key = ec.generate_private_key(ec.SECP256R1())
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
@@ -80,9 +82,16 @@ def issue(ca: Issued, common_name: str, *, orgs: tuple[str, ...] = (), server: b
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
     if server:
-        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        names = [_san(value) for value in sans]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return Issued(key, builder.sign(ca.key, hashes.SHA256()))
+
+
+def _san(value: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(value))
+    except ValueError:
+        return x509.DNSName(value)
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
