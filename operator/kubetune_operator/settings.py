@@ -11,7 +11,7 @@ DEFAULT_RUNTIME_IMAGE = f"ghcr.io/kubetune/kubetune-runtime:{kubetune.__version_
 # images/Dockerfile.vllm: vLLM plus the torch-free kubetune package the adapters sidecar runs
 DEFAULT_VLLM_IMAGE = f"ghcr.io/kubetune/kubetune-vllm:{kubetune.__version__}"
 RUNTIME_SERVICE_ACCOUNT = "kubetune-runtime"
-POD_USER = 1000  # the runtime image's `kubetune` user; the restricted Pod Security Standard needs a non-root uid
+POD_USER = 65532  # the uid images/Dockerfile.* run as; the restricted Pod Security Standard needs non-root
 
 
 @dataclass(frozen=True)

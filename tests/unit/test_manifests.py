@@ -76,7 +76,7 @@ def test_deployment_args_parse_into_the_operator_config(tmp_path):
     # safe defaults: no extra image or ServiceAccount, the runtime identity for runs, none for serving
     assert cfg.policy.images.allowed == () and cfg.policy.service_accounts.allowed == ()
     assert cfg.render.service_account("FineTuneJob") == "kubetune-runtime"
-    assert cfg.render.service_account("InferenceService") is None and cfg.render.run_as_user == 1000
+    assert cfg.render.service_account("InferenceService") is None and cfg.render.run_as_user == 65532
 
 
 def test_tenant_role_is_limited_to_the_kubetune_kinds():
