@@ -18,7 +18,7 @@ SUBDOMAIN_RULE = "a DNS-1123 subdomain: lower-case letters, digits, '-' and '.',
 
 
 def label_problem(value: str) -> str | None:
-    """Why ``value`` is not a DNS-1123 label (namespaces, claims), or None when it is one."""
+    """Why ``value`` is not a DNS-1123 label (namespaces), or None when it is one."""
     if len(value) <= 63 and DNS1123_LABEL.match(value):
         return None
     return f"{value!r} is not {LABEL_RULE}"

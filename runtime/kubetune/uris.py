@@ -6,7 +6,7 @@
 pattern wants a scheme), is taken relative to ``base_dir`` (the CR file's folder).
 ``hf://org/name`` becomes the hub id ``org/name`` (transformers and datasets load it when a network is there).
 
-A ``pvc://`` URI never leaves its claim: the claim is a DNS-1123 label (a PersistentVolumeClaim name), the path
+A ``pvc://`` URI never leaves its claim: the claim is a DNS-1123 subdomain (a PersistentVolumeClaim name), the path
 has no ``..`` segment, and the resolved path (symlinks followed) must stay under ``<pvc_root>/<claim>``.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from kubetune.names import label_problem
+from kubetune.names import subdomain_problem
 
 POD_PVC_ROOT = "/mnt/pvc"
 SCHEMES = ("file://", "pvc://", "hf://", "s3://")
@@ -28,13 +28,14 @@ class UriError(ValueError):
 def split_pvc(uri: str) -> tuple[str, str]:
     """``pvc://claim/some/path`` -> ("claim", "some/path"), the path normalised (no ``.`` or empty segments).
 
-    Raises UriError when the claim is not a DNS-1123 label or the path has a ``..`` segment or a NUL byte.
+    Raises UriError when the claim is not a DNS-1123 subdomain (a PersistentVolumeClaim name) or the path has a
+    ``..`` segment or a NUL byte.
     """
     rest = uri.removeprefix("pvc://")
     claim, _, path = rest.partition("/")
     if not claim:
         raise UriError(f"{uri!r}: expected pvc://<claim>/<path>")
-    if (problem := label_problem(claim)) is not None:
+    if (problem := subdomain_problem(claim)) is not None:
         raise UriError(f"{uri!r}: the claim {problem}")
     if "\0" in path:
         raise UriError(f"{uri!r}: the path holds a NUL byte")
@@ -42,6 +43,23 @@ def split_pvc(uri: str) -> tuple[str, str]:
     if ".." in parts:
         raise UriError(f"{uri!r}: '..' is not allowed in a pvc:// path; a path stays inside its claim")
     return claim, "/".join(parts)
+
+
+def contained(uri: str) -> str:
+    """``uri`` when it cannot leave its claim or bucket; raises UriError otherwise.
+
+    The CRD's pattern rejects the same URIs at admission; this is the second line, for objects stored before the
+    pattern existed and for local runs: a claim named ``..`` or a path with ``..`` would reach something else.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme == "file":
+        return uri
+    if scheme == "pvc":
+        split_pvc(uri)
+        return uri
+    if "\0" in rest or any(segment in (".", "..") for segment in rest.split("/")):
+        raise UriError(f"{uri!r}: '.' and '..' path segments are not allowed (the path must stay inside its location)")
+    return uri
 
 
 def inside(path: Path, root: Path, uri: str) -> Path:
@@ -69,7 +87,7 @@ class UriResolver:
             root = self.pvc_root / claim
             return str(inside(root / path if path else root, root, uri))
         if uri.startswith("hf://"):
-            return uri.removeprefix("hf://")
+            return contained(uri).removeprefix("hf://")
         if uri.startswith("s3://"):
             raise UriError(f"{uri!r}: s3:// sources are staged by the pod's init step; mount or copy them locally")
         if "://" in uri:

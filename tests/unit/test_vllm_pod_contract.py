@@ -17,6 +17,7 @@ from kubetune.local.workdir import WorkDir
 from kubetune.serve.adapters import Plan, plan, read_wanted
 from kubetune.serve.vllm_command import render_vllm_command
 from kubetune.uris import UriResolver
+from kubetune_operator.render import pods
 from kubetune_operator.render.serving import ServingInputs, render_serving
 from kubetune_operator.settings import RenderSettings
 from tests.builders import make_inferenceservice
@@ -79,6 +80,8 @@ def test_local_run_and_pod_start_the_same_vllm_server(tmp_path, case):
     assert pod_env.pop("VLLM_API_KEY") == {"secretKeyRef": KEY_REF}
     assert local.env.pop("VLLM_API_KEY") == "sk-local"
     assert pod_env.pop("PYTHONUNBUFFERED") == "1"
+    for name in pods.WRITABLE_ENV:  # the pod's HOME and caches live in its emptyDirs; a local run keeps the user's
+        pod_env.pop(name)
     assert pod_env == local.env
     assert local.env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
 
@@ -141,7 +144,7 @@ def test_sidecar_reads_the_list_and_alone_holds_an_api_token():
     assert volumes["adapters"] == {"name": "adapters", "configMap": {"name": "bot-adapters"}}
     assert "serviceAccountToken" in volumes["adapters-token"]["projected"]["sources"][0]
     assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "kubetune-runtime"
-    assert {m["name"] for m in sidecar["volumeMounts"]} == {"adapters", "adapters-token"}
+    assert {m["name"] for m in sidecar["volumeMounts"]} == {"adapters", "adapters-token", *pods.WRITABLE}
     assert not {"adapters", "adapters-token"} & {m["name"] for m in server["volumeMounts"]}
 
 

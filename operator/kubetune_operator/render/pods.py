@@ -10,42 +10,17 @@ emptyDirs and the caches (Hugging Face, Triton, torch compile, vLLM) point into 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from kubetune.api.common import Scheduling, SecretKeyRef
-from kubetune.uris import POD_PVC_ROOT, UriError, UriResolver, split_pvc
+from kubetune.uris import POD_PVC_ROOT, UriResolver, contained, split_pvc
 
 CONFIG_DIR = "/etc/kubetune"
 HOME = "/home/kubetune"
 CACHE = f"{HOME}/.cache"
 WRITABLE = {"tmp": "/tmp", "home": HOME}  # emptyDir volume name -> mount path
 POD_URIS = UriResolver()  # pvc:// -> /mnt/pvc/<claim>/<path>, file:// -> path, hf:// -> hub id
-
-
-CLAIM_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-def contained(uri: str) -> str:
-    """``uri`` when it cannot leave its claim or bucket; raises UriError otherwise.
-
-    The CRD's pattern rejects the same URIs at admission; this is the second line, for objects stored before the
-    pattern existed: a claim named ``..`` or a path with ``..`` would mount or open something else in the pod.
-    """
-    scheme, sep, rest = uri.partition("://")
-    if not sep or scheme == "file":
-        return uri
-    if scheme == "pvc":
-        claim, path = split_pvc(uri)
-        if not CLAIM_NAME.fullmatch(claim) or len(claim) > 253:
-            raise UriError(f"{uri!r}: the claim {claim!r} is not a PersistentVolumeClaim name (DNS-1123: lowercase "
-                           "letters, digits, '-' and '.')")
-        rest = path
-    if any(segment in (".", "..") for segment in rest.split("/")):
-        raise UriError(f"{uri!r}: '.' and '..' path segments are not allowed (the path must stay inside its "
-                       f"{'claim' if scheme == 'pvc' else 'location'})")
-    return uri
 
 
 def pod_path(uri: str) -> str:
@@ -154,14 +129,18 @@ def pod_security_context(uid: int) -> dict[str, Any]:
             "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
 
 
+# HOME and every cache the runtime, transformers, triton, torch compile and vLLM write, inside the emptyDirs.
+WRITABLE_ENV = {
+    "HOME": HOME,
+    "XDG_CACHE_HOME": CACHE,
+    "HF_HOME": f"{CACHE}/huggingface",
+    "TRITON_CACHE_DIR": f"{CACHE}/triton",
+    "TORCHINDUCTOR_CACHE_DIR": f"{CACHE}/torchinductor",
+    "VLLM_CACHE_ROOT": f"{CACHE}/vllm",
+    "MPLCONFIGDIR": f"{HOME}/.config/matplotlib",
+}
+
+
 def writable_env() -> list[dict[str, Any]]:
-    """HOME and every cache the runtime, transformers, triton, torch compile and vLLM write, inside the emptyDirs."""
-    return plain_env({
-        "HOME": HOME,
-        "XDG_CACHE_HOME": CACHE,
-        "HF_HOME": f"{CACHE}/huggingface",
-        "TRITON_CACHE_DIR": f"{CACHE}/triton",
-        "TORCHINDUCTOR_CACHE_DIR": f"{CACHE}/torchinductor",
-        "VLLM_CACHE_ROOT": f"{CACHE}/vllm",
-        "MPLCONFIGDIR": f"{HOME}/.config/matplotlib",
-    })
+    """WRITABLE_ENV as container env entries."""
+    return plain_env(WRITABLE_ENV)
