@@ -5,6 +5,7 @@
 #                                      project's Dockerfiles build unmodified with `--pull=never`
 #   localhost/kubetune-operator:<key>  images/Dockerfile.operator
 #   localhost/kubetune-runtime:<key>   images/Dockerfile.runtime (torch from PyPI: no other index is reachable)
+#   localhost/kubetune-vllm:<key>      images/Dockerfile.vllm (vLLM's CPU build, installed by hack/setup-vllm.sh)
 #   localhost/kubetune-openai-client:<key>  tests/support/images/Dockerfile.openai-client (node tests' app pod)
 #   localhost/kubetune-pytorch-init:<key>   tests/support/images/Dockerfile.pytorch-init (the training-operator's
 #                                      init container; its default alpine:3.10 cannot be pulled here)
@@ -95,6 +96,7 @@ CF
 project_key() {
   local dockerfile=$1
   { cat "$root/$dockerfile" "$cache/python.key"
+    [[ $dockerfile == *vllm* ]] && cat "$root/hack/setup-vllm.sh"
     (cd "$root" && find pyproject.toml README.md runtime operator -type f \
        ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' | LC_ALL=C sort | xargs sha256sum)
   } | key_of
@@ -114,9 +116,13 @@ project_image() {
     local t=$SECONDS
     # --layers keeps each step cached, so a source change rebuilds only the steps after the dependencies.
     # The host CA bundle is bind-mounted for pip (egress TLS may be intercepted), never copied into a layer.
+    # The host's uv cache is lent to the vLLM install (a mount: nothing of it lands in a layer), so a rebuild
+    # does not download vLLM's 6 GB again.
+    mkdir -p "$top/uv-cache"
     buildah bud -q --layers --pull=never --network=host \
       -v "$HOST_CA:/etc/ssl/certs/ca-certificates.crt:ro" \
-      --build-arg TORCH_INDEX="$TORCH_INDEX" \
+      -v "$top/uv-cache:/var/cache/kubetune-uv" \
+      --build-arg TORCH_INDEX="$TORCH_INDEX" --build-arg UV_CACHE_DIR=/var/cache/kubetune-uv \
       -f "$root/$dockerfile" -t "$ref" "$context" >/dev/null
     log "$name built in $((SECONDS - t))s"
   fi
@@ -160,30 +166,40 @@ import_image() {
 
 prune_containerd() {
   local keep=("$@")
-  ctrk images ls -q | grep -E '^localhost/kubetune-(operator|runtime|openai-client|pytorch-init):' | while read -r ref; do
-    [[ " ${keep[*]} " == *" $ref "* ]] || { log "prune $ref"; ctrk images rm "$ref" >/dev/null; }
+  ctrk images ls -q | grep -E '^localhost/kubetune-(operator|runtime|vllm|openai-client|pytorch-init):' | while read -r ref; do
+    [[ " ${keep[*]} " == *" $ref "* ]] || { log "prune $ref"; ctrk images rm --sync "$ref" >/dev/null; }
+  done
+  # The kubelet's CRI names every image it used by its id (sha256:...) as well; an id whose image no name points at
+  # any more holds the old layers (6 GB for a runtime image) until it goes too.
+  local listing named; listing=$(ctrk images ls | awk 'NR > 1 {print $1, $3}')
+  named=$(awk '$1 !~ /^sha256:/ {print $2}' <<<"$listing" | sort -u)
+  awk '$1 ~ /^sha256:/' <<<"$listing" | while read -r ref digest; do
+    grep -qx "$digest" <<<"$named" || { log "prune $ref"; ctrk images rm --sync "$ref" >/dev/null || true; }
   done
 }
 
 timed pause_image
 timed python_image
 refs=(registry.k8s.io/pause:3.10)
-operator=""; runtime=""; client=""; init=""
+operator=""; runtime=""; vllm=""; client=""; init=""
 if [ "$what" = all ]; then
   operator=$(project_image kubetune-operator images/Dockerfile.operator)
   runtime=$(project_image kubetune-runtime images/Dockerfile.runtime)
+  vllm=$(project_image kubetune-vllm images/Dockerfile.vllm)
   client=$(project_image kubetune-openai-client tests/support/images/Dockerfile.openai-client own-context)
   init=$(project_image kubetune-pytorch-init tests/support/images/Dockerfile.pytorch-init own-context)
-  refs+=("$operator" "$runtime" "$client" "$init")
+  refs+=("$operator" "$runtime" "$vllm" "$client" "$init")
   buildah rmi --prune >/dev/null 2>&1 || true
 fi
 ctd_up
+# Old versions go before the new ones come in: two generations of the runtime and vLLM images do not fit the disk.
+if [ "$what" = all ]; then prune_containerd "$operator" "$runtime" "$vllm" "$client" "$init"; fi
 for ref in "${refs[@]}"; do import_image "$ref"; done
-[ "$what" = all ] && prune_containerd "$operator" "$runtime" "$client" "$init"
 rm -rf "$cache/oci"  # an OCI layout of an earlier version of this script
 { echo "PAUSE_IMAGE=registry.k8s.io/pause:3.10"
   [ -n "$operator" ] && echo "OPERATOR_IMAGE=$operator"
   [ -n "$runtime" ] && echo "RUNTIME_IMAGE=$runtime"
+  [ -n "$vllm" ] && echo "VLLM_IMAGE=$vllm"
   [ -n "$client" ] && echo "CLIENT_IMAGE=$client"
   [ -n "$init" ] && echo "PYTORCH_INIT_IMAGE=$init"
 } | tee "$cache/images.env"

@@ -94,10 +94,11 @@ def _matches(value: str, patterns: tuple[str, ...]) -> bool:
 
 
 def check_children(policy: Policy, manifests: list[dict[str, Any]], allowed_images: tuple[str, ...],
-                   default_service_account: str | None) -> tuple[str, str] | None:
+                   own_service_accounts: tuple[str, ...]) -> tuple[str, str] | None:
     """(reason, message) for the first pod in ``manifests`` the policy forbids, or None when all are allowed.
 
-    ``allowed_images`` are the operator's own images; ``default_service_account`` is the kind's default.
+    ``allowed_images`` are the operator's own images; ``own_service_accounts`` those the operator itself puts on
+    the kind's pods (its default, and for InferenceService the adapters sidecar's identity).
     """
     for manifest in manifests:
         where = f"{manifest['kind']} {manifest['metadata']['name']}"
@@ -109,7 +110,7 @@ def check_children(policy: Policy, manifests: list[dict[str, Any]], allowed_imag
                         f"spec.image: {image!r} is not allowed by the operator's policy ({where}); allowed: "
                         f"{', '.join([*allowed_images, *policy.images.allowed])}")
             account = pod.get("serviceAccountName")
-            if account and account != default_service_account and \
+            if account and account not in own_service_accounts and \
                     not _matches(account, policy.service_accounts.allowed):
                 return SERVICE_ACCOUNT_NOT_ALLOWED, (
                     f"spec.serviceAccountName: {account!r} is not allowed by the operator's policy ({where}); "

@@ -31,6 +31,12 @@ class RenderSettings:
         return {"FineTuneJob": self.runtime_service_account, "ModelExport": self.export_service_account,
                 "InferenceService": self.serving_service_account}[kind]
 
+    def own_service_accounts(self, kind: str) -> tuple[str, ...]:
+        """The ServiceAccounts the operator itself may give a kind's pods: the kind's default and, for an
+        InferenceService, the runtime identity of its adapters sidecar (whose token only that container mounts)."""
+        own = [self.service_account(kind), self.runtime_service_account if kind == "InferenceService" else None]
+        return tuple(account for account in own if account)
+
     @property
     def images(self) -> tuple[str, str]:
         """The images the operator itself is configured with: always allowed."""

@@ -286,7 +286,8 @@ def install_operator(node: Node, art: Artifacts, timeout_s: float = 180.0) -> No
     overlay = node.layout.state / "operator-overlay"
     overlay.mkdir(parents=True, exist_ok=True)
     (overlay / "kustomization.yaml").write_text(nodeconfig.operator_overlay(
-        Path(os.path.relpath(ROOT / "manifests", overlay)), art.operator_image, art.runtime_image))
+        Path(os.path.relpath(ROOT / "manifests", overlay)), art.operator_image,
+        {"runtime-image": art.runtime_image, "vllm-image": art.images["VLLM_IMAGE"]}))
     node.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay))
     deadline = time.monotonic() + timeout_s
     while not operator_ready(node):

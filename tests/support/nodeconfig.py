@@ -180,11 +180,20 @@ def local_pv(name: str, path: Path, node_name: str, size: str = "10Gi") -> dict[
     }
 
 
-def operator_overlay(manifests: Path, operator_image: str, runtime_image: str) -> str:
-    """A kustomization over manifests/ that runs the locally built images (never pulled: there is no registry)."""
+SHIPPED_MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+
+
+def operator_overlay(manifests: Path, operator_image: str, images: dict[str, str]) -> str:
+    """A kustomization over manifests/ that runs the locally built images (never pulled: there is no registry).
+
+    ``images`` maps an operator flag (``runtime-image``, ``vllm-image``) to its local image; every other argument
+    of the shipped Deployment (its policy, the pods' uid) stays as shipped."""
     repo, tag = operator_image.rsplit(":", 1)
-    args = ["operator", "--standalone", "--liveness=http://0.0.0.0:8080/healthz", f"--runtime-image={runtime_image}",
-            "--image-pull-policy=Never", "--resync=20"]
+    shipped = yaml.safe_load((SHIPPED_MANIFESTS / "operator.yaml").read_text())
+    args = [arg for arg in shipped["spec"]["template"]["spec"]["containers"][0]["args"]
+            if arg.split("=", 1)[0].removeprefix("--") not in images]
+    args += [f"--{flag}={image}" for flag, image in images.items()]
+    args += ["--image-pull-policy=Never", "--resync=20"]
     patch = [
         {"op": "replace", "path": "/spec/template/spec/containers/0/args", "value": args},
         {"op": "add", "path": "/spec/template/spec/containers/0/imagePullPolicy", "value": "Never"},

@@ -57,7 +57,10 @@ def serving(namespace: str, backend: str, settings: RenderSettings = SETTINGS, *
 def all_children(namespace: str, settings: RenderSettings = SETTINGS) -> dict[str, list[dict[str, Any]]]:
     return {"pytorchjob": training(namespace, "pytorchjob", settings), "job": training(namespace, "job", settings),
             "export": export(namespace, settings), "serving-hf": serving(namespace, "hf", settings),
-            "serving-vllm": serving(namespace, "vllm", settings)}
+            "serving-vllm": serving(namespace, "vllm", settings),
+            # adapters loaded at run time: a sidecar with the runtime identity beside the server
+            "serving-vllm-adapters": serving(namespace, "vllm", settings,
+                                             adapters=[{"name": "extra", "uri": "pvc://models/a"}])}
 
 
 def pod_templates(children: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -57,13 +57,18 @@ def test_cni_keeps_addresses_in_the_state_dir():
 
 def test_operator_overlay_runs_local_images_never_pulled():
     doc = yaml.safe_load(nodeconfig.operator_overlay(Path("../manifests"), "localhost/kubetune-operator:abc",
-                                                     "localhost/kubetune-runtime:def"))
+                                                     {"runtime-image": "localhost/kubetune-runtime:def",
+                                                      "vllm-image": "localhost/kubetune-vllm:ghi"}))
     assert doc["resources"] == ["../manifests"]
     assert doc["images"] == [{"name": "ghcr.io/kubetune/kubetune-operator", "newName": "localhost/kubetune-operator",
                               "newTag": "abc"}]
     patch = json.loads(doc["patches"][0]["patch"])
     args = next(p["value"] for p in patch if p["path"].endswith("/args"))
     assert "--runtime-image=localhost/kubetune-runtime:def" in args and "--image-pull-policy=Never" in args
+    assert "--vllm-image=localhost/kubetune-vllm:ghi" in args
+    assert not [a for a in args if "ghcr.io" in a]  # the shipped images are replaced, not added to
+    # the rest of the shipped Deployment's arguments stay: the admin's policy and the pods' uid
+    assert "--policy=/etc/kubetune-operator/policy.yaml" in args and "--run-as-user=65532" in args
     assert {"op": "add", "path": "/spec/template/spec/containers/0/imagePullPolicy", "value": "Never"} in patch
 
 

@@ -28,7 +28,7 @@ DEFAULT = Policy()
 
 
 def verdict(children, policy: Policy = DEFAULT, kind: str = "FineTuneJob"):
-    return check_children(policy, children, SETTINGS.images, SETTINGS.service_account(kind))
+    return check_children(policy, children, SETTINGS.images, SETTINGS.own_service_accounts(kind))
 
 
 def test_default_policy_allows_what_the_operator_renders_by_itself():

@@ -98,7 +98,7 @@ def apply_children(ctx: Context, parent: dict[str, Any], manifests: list[dict[st
     """Check the admin's policy and child ownership, then server-side apply each child in order; returns the
     applied objects by kind. Raises Refused when the policy forbids a pod or a child's name is taken."""
     denied = check_children(ctx.policy, manifests, ctx.settings.images,
-                            ctx.settings.service_account(parent["kind"]))
+                            ctx.settings.own_service_accounts(parent["kind"]))
     if denied:
         raise Refused(Rejection(*denied))
     check_ownership(ctx, parent, manifests)
