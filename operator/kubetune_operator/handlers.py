@@ -1,6 +1,6 @@
 """kopf wiring: which events trigger which reconciler. Every handler is one line over a reconciler.
 
-kopf gaps this covers (reference/k8s-anchors.md §1.10): status is patched explicitly (returned values would be
+kopf gaps this covers (docs/operator.md, "Status"): status is patched explicitly (returned values would be
 pruned by the strict status schemas) with observedGeneration; children report back through label-filtered
 watches; consumers are re-triggered through an index of who references whom plus a handler on the referenced
 object's ``status.phase`` (kopf has no cross-resource trigger), with a resync timer as the safety net.

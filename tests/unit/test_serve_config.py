@@ -10,7 +10,7 @@ import yaml
 
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.api.modelexport import ModelExport
-from kubetune.cli.configfile import ConfigError
+from kubetune.config.files import ConfigError
 from kubetune.export.cli import load_export, parse_overrides
 from kubetune.export.config import ExportConfig, resolve_modelexport
 from kubetune.serve.cli import load_serve_config

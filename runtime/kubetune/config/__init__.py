@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 from kubetune.config.data_args import DataConfig, DatasetAttr, DatasetColumns, DatasetTags
-from kubetune.config.loader import ConfigError, config_from_flat, dump_config, load_config, parse_overrides
+from kubetune.config.files import ConfigError, parse_overrides
+from kubetune.config.loader import config_from_flat, dump_config, load_config
 from kubetune.config.method_args import MethodConfig, PreferenceConfig
 from kubetune.config.model_args import GenerationConfig, ModelConfig
 from kubetune.config.runtime import STAGES, RunConfig, RuntimeConfig

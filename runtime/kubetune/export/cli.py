@@ -7,7 +7,7 @@ import sys
 
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy
-from kubetune.cli.configfile import ConfigError, fail, is_custom_resource, parse_overrides, read_document, validate
+from kubetune.config.files import ConfigError, fail, is_custom_resource, parse_overrides, read_document, validate
 from kubetune.export.config import ExportConfig, default_resolver, resolve_modelexport
 from kubetune.uris import UriError
 

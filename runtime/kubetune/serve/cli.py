@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from kubetune.api.inferenceservice import InferenceService
-from kubetune.cli.configfile import ConfigError, fail, is_custom_resource, parse_overrides, read_document, validate
+from kubetune.config.files import ConfigError, fail, is_custom_resource, parse_overrides, read_document, validate
 from kubetune.export.config import default_resolver
 from kubetune.serve.config import ServeConfig, apply_endpoint_overrides, resolve_inferenceservice
 from kubetune.uris import UriError
