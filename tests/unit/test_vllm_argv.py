@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kubetune.api.inferenceservice import InferenceService
-from kubetune.serve.config import ServeConfig, serve_config_from_inferenceservice
+from kubetune.config.mapping.serve import serve_config_from_inferenceservice
+from kubetune.config.serve_args import ServeConfig
 from kubetune.serve.vllm_command import VllmError, render_vllm_command
 from tests.builders import make_inferenceservice
 

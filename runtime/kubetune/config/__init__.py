@@ -1,7 +1,7 @@
 """Typed runtime config: the one object a training run is configured by (torch-free; the operator imports it).
 
 ``load_config(path, overrides)`` reads a flat LLaMA-Factory-style YAML; ``dump_config(cfg)`` writes it back;
-``kubetune.config.mapping`` converts between a FineTuneJob and a RuntimeConfig.
+``kubetune.config.mapping.train`` converts between a FineTuneJob and a RuntimeConfig.
 """
 
 from __future__ import annotations

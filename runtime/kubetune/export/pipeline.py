@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from kubetune.artifacts import MANIFEST_NAME, ArtifactManifest, BaseModelInfo, CreatedBy, QuantInfo, write_manifest
-from kubetune.export.config import ExportConfig
+from kubetune.config.export_args import ExportConfig
 from kubetune.export.merge import ExportError, check_adapter, merge_lora, refuse_quantized_base
 from kubetune.export.quantize import check_available, quantize
 

@@ -80,7 +80,7 @@ def _inputs(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> dict[tuple
 
 def _config(obj: LocalObject, record: Record, ctx: LocalContext, output_dir: Path,
             inputs: dict[tuple[str, str], Artifact]):  # type: ignore[no-untyped-def]
-    from kubetune.config.mapping import runtime_config_from_finetunejob
+    from kubetune.config.mapping.train import runtime_config_from_finetunejob
 
     job = obj.resource
     assert isinstance(job, FineTuneJob)

@@ -19,8 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from kubetune.config.serve_args import ServeConfig
 from kubetune.serve.adapters import AdapterSyncError, VllmAdmin, sync
-from kubetune.serve.config import ServeConfig
 from kubetune.serve.vllm_command import (
     VLLM_TOOL_PARSERS,
     VllmCommand,
