@@ -65,15 +65,3 @@ def test_template_names_are_checked_without_the_data_layer():
     assert sorted(t.name for t in TABLE) == sorted(FAMILIES)
     assert all(get_template(name) is not None for name in template_names())
 
-
-def test_config_imports_nothing_above_it():
-    """The config layer sits under data/model/train/export/serve: no module of it imports them."""
-    offenders = []
-    for source in (ROOT / "runtime" / "kubetune" / "config").rglob("*.py"):
-        for line in source.read_text().splitlines():
-            words = line.split()
-            if len(words) > 1 and words[0] in ("from", "import") and words[1].startswith(
-                    ("kubetune.data", "kubetune.model", "kubetune.train", "kubetune.export", "kubetune.serve",
-                     "kubetune.local", "kubetune.cli", "kubetune.chat")):
-                offenders.append(f"{source.relative_to(ROOT)}: {line.strip()}")
-    assert offenders == []

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from kubetune.artifacts import MANIFEST_NAME, ArtifactManifest, BaseModelInfo, CreatedBy, QuantInfo, write_manifest
 from kubetune.config.export_args import ExportConfig
-from kubetune.export.merge import ExportError, check_adapter, merge_lora, refuse_quantized_base
+from kubetune.export.merge import ExportError, merge_lora, refuse_quantized_base
 from kubetune.export.quantize import check_available, quantize
+from kubetune.model.merging import check_adapter
 
 UNFINISHED = ".kubetune-export-unfinished"
 

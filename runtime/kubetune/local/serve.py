@@ -190,8 +190,8 @@ def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no
 
 
 def _serve_vllm(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no-untyped-def]
+    from kubetune.config.mapping.vllm import base_model_name, model_adapter
     from kubetune.serve.engine.vllm import VllmError, launch_vllm, sigterm_as_interrupt
-    from kubetune.serve.vllm_command import base_model_name, model_adapter
 
     with sigterm_as_interrupt():
         try:

@@ -6,7 +6,9 @@ and the local runner resolve references first); :func:`resolve_inferenceservice`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.config.serve_args import LoraAdapter, ServeConfig
@@ -63,3 +65,20 @@ def resolve_inferenceservice(isvc: InferenceService, resolver: UriResolver, api_
     adapters = {a.name: resolver.resolve(a.uri) for a in spec.adapters or [] if a.uri}
     return serve_config_from_inferenceservice(isvc, model_path=resolver.resolve(spec.model.uri), adapters=adapters,
                                               api_key=api_key)
+
+
+def read_wanted(path: str | Path) -> dict[str, str]:
+    """The adapter list file: ``{"adapters": [{"name": ..., "path": ...}, ...]}`` -> name -> path.
+
+    A missing file means no adapters (the ConfigMap volume may not be populated yet).
+    """
+    file = Path(path)
+    if not file.exists():
+        return {}
+    data = json.loads(file.read_text() or "{}")
+    return {str(a["name"]): str(a["path"]) for a in data.get("adapters") or []}
+
+
+def render_wanted(adapters: Mapping[str, str]) -> str:
+    """The adapter list file for ``adapters`` (name -> path): what :func:`read_wanted` reads. Pure."""
+    return json.dumps({"adapters": [{"name": n, "path": p} for n, p in adapters.items()]}, indent=2) + "\n"
