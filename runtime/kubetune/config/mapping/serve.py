@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.config.serve_args import LoraAdapter, ServeConfig
@@ -32,7 +33,7 @@ def serve_config_from_inferenceservice(isvc: InferenceService, *, model_path: st
         model_name_or_path=model_path,
         lora_adapters=[LoraAdapter(name=n, path=p) for n, p in adapters.items()],
         default_adapter=model_adapter,
-        infer_backend=str(engine.backend),  # type: ignore[arg-type]
+        infer_backend=engine.backend,
         infer_dtype=engine.dtype,
         served_model_name=spec.served_model_name or str(isvc.metadata.get("name") or "model"),
         port=spec.port,
@@ -57,7 +58,7 @@ def resolve_inferenceservice(isvc: InferenceService, resolver: UriResolver, api_
     and calls :func:`serve_config_from_inferenceservice` with the paths.
     """
     spec = isvc.spec
-    refs = [spec.model, *list(spec.adapters or [])]
+    refs: list[Any] = [spec.model, *list(spec.adapters or [])]  # model and adapter sources share the ref fields
     if any(s.fine_tune_job_ref or s.model_export_ref for s in refs):
         raise UriError("this InferenceService references other objects: serve it with `kubetune run` (which "
                        "resolves fineTuneJobRef/modelExportRef) or give uri sources")
