@@ -32,10 +32,10 @@ async def _generate(engine, prompt: list[int]) -> str:
 
 
 def main() -> int:
-    from kubetune.export.config import ExportConfig
+    from kubetune.config.export_args import ExportConfig
+    from kubetune.config.serve_args import ServeConfig
     from kubetune.export.pipeline import run_export
     from kubetune.model.tiny import build_tiny_model
-    from kubetune.serve.config import ServeConfig
     from kubetune.serve.engine.hf_load import load_hf_engine
 
     with tempfile.TemporaryDirectory() as tmp:

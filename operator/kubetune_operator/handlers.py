@@ -1,6 +1,6 @@
 """kopf wiring: which events trigger which reconciler. Every handler is one line over a reconciler.
 
-kopf gaps this covers (reference/k8s-anchors.md §1.10): status is patched explicitly (returned values would be
+kopf gaps this covers (docs/operator.md, "Status"): status is patched explicitly (returned values would be
 pruned by the strict status schemas) with observedGeneration; children report back through label-filtered
 watches; consumers are re-triggered through an index of who references whom plus a handler on the referenced
 object's ``status.phase`` (kopf has no cross-resource trigger), with a resync timer as the safety net.
@@ -108,23 +108,25 @@ def build_registry(ctx: Context, cfg: OperatorConfig) -> kopf.OperatorRegistry:
 
 def _register_parent(registry: kopf.OperatorRegistry, parent: kinds.Resource,
                      reconcile: Callable[..., None], cfg: OperatorConfig) -> None:
-    where = {"group": parent.group, "version": parent.version, "plural": parent.plural, "registry": registry}
+    where: dict[str, Any] = {"group": parent.group, "version": parent.version, "plural": parent.plural,
+                             "registry": registry}
 
     @kopf.on.resume(**where, id="reconcile")
     @kopf.on.create(**where, id="reconcile")
-    @kopf.on.update(**where, id="reconcile", field="spec")
+    # kopf's callback Protocols spell out every keyword kopf passes; these handlers take the few they use and **_
+    @kopf.on.update(**where, id="reconcile", field="spec")  # type: ignore[arg-type]
     def on_change(namespace: str, name: str, retry: int, **_: Any) -> None:
         reconcile(parent.kind, namespace, name, retry)
 
     def unfinished(status: dict[str, Any], **_: Any) -> bool:
         return status.get("phase") not in TERMINAL or parent.kind == "InferenceService"
 
-    @kopf.timer(**where, id="resync", interval=cfg.resync_seconds, initial_delay=cfg.resync_seconds,
-                when=unfinished)
+    @kopf.timer(**where, id="resync", interval=cfg.resync_seconds,  # type: ignore[arg-type]
+                initial_delay=cfg.resync_seconds, when=unfinished)  # type: ignore[arg-type]
     def resync(namespace: str, name: str, retry: int, **_: Any) -> None:
         reconcile(parent.kind, namespace, name, retry)
 
-    @kopf.index(**where, id=f"{parent.plural}_by_ref")
+    @kopf.index(**where, id=f"{parent.plural}_by_ref")  # type: ignore[arg-type]
     def by_ref(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str, str], str]:
         return {(namespace, kind, ref): name for kind, ref in _references(parent.kind, dict(body))}
 
@@ -144,7 +146,7 @@ def _register_children(registry: kopf.OperatorRegistry, reconcile: Callable[...,
                 log.warning("reconcile %s %s/%s after a child event: %s", parent_kind, namespace, labels[label], exc)
 
         kopf.on.event(child.group or None, child.version, child.plural, labels={label: kopf.PRESENT},
-                      id=f"{child.plural}-{parent_kind.lower()}", registry=registry)(on_child)
+                      id=f"{child.plural}-{parent_kind.lower()}", registry=registry)(on_child)  # type: ignore[arg-type]
 
 
 def _register_chaining(registry: kopf.OperatorRegistry, reconcile: Callable[..., None]) -> None:
@@ -161,4 +163,4 @@ def _register_chaining(registry: kopf.OperatorRegistry, reconcile: Callable[...,
                     reconcile(consumer_kind, namespace, consumer)
 
         kopf.on.field(source.group, source.version, source.plural, field="status.phase", id="chain",
-                      registry=registry)(on_phase)
+                      registry=registry)(on_phase)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ has no ``..`` segment, and the resolved path (symlinks followed) must stay under
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -101,3 +102,33 @@ class UriResolver:
     def join(self, uri: str, *parts: str) -> str:
         """Append path segments to a URI, keeping its scheme (``pvc://m/out/`` + ``job-1234`` -> ``pvc://m/out/job-1234``)."""
         return "/".join([uri.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def path_to_uri(path: str) -> str:
+    """A model or data location as a URI: hub ids (org/name) become hf://, paths become file:// (absolute)."""
+    if "://" in path:
+        return path
+    local = Path(path).expanduser()
+    if not (local.is_absolute() or path.startswith((".", "~")) or local.exists()) and \
+            re.fullmatch(r"[\w.-]+/[\w.-]+", path):
+        return f"hf://{path}"
+    return local_uri(path)
+
+
+def local_uri(path: str) -> str:
+    """A local path as an absolute file:// URI (a URI stays as it is)."""
+    return path if "://" in path else f"file://{Path(path).expanduser().resolve()}"
+
+
+def uri_to_path(uri: str) -> str:
+    """The inverse of path_to_uri for local runs: file:// to its path, hf:// to the hub id."""
+    for scheme in ("file://", "hf://"):
+        if uri.startswith(scheme):
+            return uri.removeprefix(scheme)
+    return uri
+
+
+def resolver_for_file(config_file: str | Path, pvc_root: str | None = None) -> UriResolver:
+    """Resolver for a CR file run directly: relative paths against the file's folder."""
+    base = Path(config_file).resolve().parent
+    return UriResolver(pvc_root=Path(pvc_root) if pvc_root else UriResolver().pvc_root, base_dir=base)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubetune.config.serve_args import ServeConfig
 from kubetune.model.tiny import build_tiny_model
-from kubetune.serve.config import ServeConfig
 from kubetune.serve.openai.protocol import ChatCompletionRequest
 from kubetune.serve.server import build_server
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from kubetune.artifacts import ArtifactError
-from kubetune.serve.config import LoraAdapter, ServeConfig
+from kubetune.config.serve_args import LoraAdapter, ServeConfig
 from kubetune.serve.engine import GenerationRequest, SamplingParams
 from kubetune.serve.engine.hf_load import load_hf_engine
 from tests.adapters import train_lora

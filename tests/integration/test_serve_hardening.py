@@ -22,12 +22,12 @@ import openai
 import pytest
 import uvicorn
 
+from kubetune.config.serve_args import ServeConfig
+from kubetune.config.serve_limits import ServerLimits
 from kubetune.model.tiny import build_tiny_model
-from kubetune.serve.config import ServeConfig
 from kubetune.serve.engine import EngineError, GenerationRequest, SamplingParams
 from kubetune.serve.engine.hf_load import load_hf_engine
 from kubetune.serve.http import uvicorn_config
-from kubetune.serve.limits import ServerLimits
 from kubetune.serve.server import build_server
 from tests.uvicorn_thread import free_port
 

@@ -13,8 +13,8 @@ import openai
 import pytest
 from transformers import AutoTokenizer, GenerationConfig
 
+from kubetune.config.serve_args import ServeConfig
 from kubetune.model.tiny import build_tiny_model
-from kubetune.serve.config import ServeConfig
 from kubetune.serve.server import build_server
 from tests.uvicorn_thread import serving
 

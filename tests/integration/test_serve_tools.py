@@ -15,7 +15,7 @@ import openai
 import pytest
 from transformers import AutoTokenizer
 
-from kubetune.serve.config import ServeConfig
+from kubetune.config.serve_args import ServeConfig
 from kubetune.serve.server import build_server
 from tests.scripted_engine import ScriptedEngine
 from tests.uvicorn_thread import serving

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,6 +111,20 @@ def test_sft_lora_writes_the_artifact(tiny_llama, data_dir, tmp_path, capsys):
     # A second run into a finished output directory is refused (exit 2) rather than mixing two runs.
     assert kubetune_main(["train", str(config), "--no-progress"]) == 2
     assert "already holds a finished artifact" in capsys.readouterr().err
+
+
+def test_redirected_output_reads_as_a_log(tiny_llama, data_dir, tmp_path):
+    """Not a terminal: progress as lines (no redrawn bar), no library deprecation warnings, the last loss as final,
+    and `--no-progress` between the file and YAML-1.1-looking overrides."""
+    config = write_config(tmp_path / "cfg.yaml", tiny_llama, data_dir, eval_strategy="steps", eval_steps=2,
+                          val_size=0.25)
+    out = run_train(config, "--no-progress", "max_steps=4", "eval_strategy=no")
+    assert "\r" not in out and "it/s]" not in out and "example/s]" not in out
+    assert "step 4/4 (100.0%)  loss" in out
+    assert "Warning:" not in out
+    last = losses(tmp_path / "out")[-1]
+    assert re.search(rf"done: 4 steps, final loss {last:.4f} \(mean \d+\.\d{{4}}\)", out), out
+    assert not any("eval_loss" in r for r in read_trainer_log(tmp_path / "out"))
 
 
 def test_config_errors_exit_2_with_file_and_line(tmp_path, capsys):

@@ -15,7 +15,8 @@ import openai
 import pytest
 import yaml
 
-from kubetune.serve.adapters import VllmAdmin, render_wanted
+from kubetune.config.mapping.serve import render_wanted
+from kubetune.serve.adapters import VllmAdmin
 from tests.support.serving import API_KEY, ROOT, SERVED, inferenceservice
 
 pytestmark = pytest.mark.slow

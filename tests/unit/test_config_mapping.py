@@ -7,11 +7,8 @@ import yaml
 
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.config import ConfigError, RuntimeConfig, config_from_flat, dump_config
-from kubetune.config.mapping import (
-    finetunejob_from_runtime_config,
-    runtime_config_from_finetunejob,
-    uri_to_path,
-)
+from kubetune.config.mapping.train import finetunejob_from_runtime_config, runtime_config_from_finetunejob
+from kubetune.uris import uri_to_path
 from tests.builders import make_finetunejob
 
 

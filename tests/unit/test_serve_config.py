@@ -10,11 +10,13 @@ import yaml
 
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.api.modelexport import ModelExport
-from kubetune.cli.configfile import ConfigError
+from kubetune.config.export_args import ExportConfig
+from kubetune.config.files import ConfigError
+from kubetune.config.mapping.export import resolve_modelexport
+from kubetune.config.mapping.serve import resolve_inferenceservice
+from kubetune.config.serve_args import ServeConfig, apply_endpoint_overrides
 from kubetune.export.cli import load_export, parse_overrides
-from kubetune.export.config import ExportConfig, resolve_modelexport
 from kubetune.serve.cli import load_serve_config
-from kubetune.serve.config import ServeConfig, apply_endpoint_overrides, resolve_inferenceservice
 from kubetune.uris import UriError, UriResolver
 from tests.builders import make_inferenceservice, make_modelexport
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from transformers import AutoTokenizer
 
-from kubetune.serve.config import ServeConfig
+from kubetune.config.serve_args import ServeConfig
 from kubetune.serve.errors import OpenAIError
 from kubetune.serve.guard import RequestGuard
 from kubetune.serve.metrics import Metrics, route_label
@@ -213,8 +213,8 @@ def test_guard_checks_the_key_before_reading_and_caps_the_body():
 
 def test_inferenceservice_limits_map_the_same_way_locally_and_in_the_cluster():
     from kubetune.api.inferenceservice import InferenceService, ServerLimitsSpec
-    from kubetune.serve.config import serve_config_from_inferenceservice
-    from kubetune.serve.limits import ServerLimits
+    from kubetune.config.mapping.serve import serve_config_from_inferenceservice
+    from kubetune.config.serve_limits import ServerLimits
     from kubetune_operator.render.serving import ServingInputs, serve_config
     from tests.builders import make_inferenceservice
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from kubetune.api.inferenceservice import InferenceService
-from kubetune.serve.config import ServeConfig, serve_config_from_inferenceservice
-from kubetune.serve.vllm_command import VllmError, render_vllm_command
+from kubetune.config.mapping.serve import serve_config_from_inferenceservice
+from kubetune.config.mapping.vllm import VllmError, render_vllm_command
+from kubetune.config.serve_args import ServeConfig
 from tests.builders import make_inferenceservice
 
 BASE = ["vllm", "serve", "/models/qwen", "--host", "0.0.0.0", "--port", "8000"]

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from kubetune.api.inferenceservice import InferenceService
+from kubetune.config.mapping.serve import read_wanted
+from kubetune.config.mapping.vllm import render_vllm_command
 from kubetune.local.context import LocalContext
 from kubetune.local.serve import local_serve_config, resolve_served
 from kubetune.local.sources import Artifact
 from kubetune.local.workdir import WorkDir
-from kubetune.serve.adapters import Plan, plan, read_wanted
-from kubetune.serve.vllm_command import render_vllm_command
+from kubetune.serve.adapters import Plan, plan
 from kubetune.uris import UriResolver
 from kubetune_operator.render import pods
 from kubetune_operator.render.serving import ServingInputs, render_serving

@@ -10,7 +10,7 @@ from kubetune.api.common import ArtifactType
 from kubetune.api.conditions import Reason
 from kubetune.api.finetunejob import FineTuneJob, Method
 from kubetune.config import ConfigError, dump_config
-from kubetune.config.mapping import runtime_config_from_finetunejob
+from kubetune.config.mapping.train import runtime_config_from_finetunejob
 from kubetune.uris import UriError
 from kubetune_operator.kinds import FINETUNEJOB, JOB, PYTORCHJOB
 from kubetune_operator.kube import Invalid, KubeError

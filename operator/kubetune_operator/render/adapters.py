@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubetune.api.inferenceservice import Backend, InferenceService
-from kubetune.serve.adapters import render_wanted
+from kubetune.config.mapping.serve import render_wanted
 from kubetune_operator.meta import child_metadata
 from kubetune_operator.render import pods
 

@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 
 from kubetune.api.inferenceservice import Backend, InferenceService
-from kubetune.serve.config import ServeConfig, serve_config_from_inferenceservice
-from kubetune.serve.vllm_command import VllmCommand, render_vllm_command
+from kubetune.config.mapping.serve import serve_config_from_inferenceservice
+from kubetune.config.mapping.vllm import VllmCommand, render_vllm_command
+from kubetune.config.serve_args import ServeConfig
 from kubetune_operator.kinds import SPEC_HASH, owner_label
 from kubetune_operator.meta import child_labels, child_metadata, stable_hash
 from kubetune_operator.render import pods

@@ -11,7 +11,7 @@ import asyncio
 import sys
 from typing import TextIO
 
-from kubetune.cli.configfile import ConfigError
+from kubetune.config.files import ConfigError
 from kubetune.serve.cli import read_serve_config
 from kubetune.serve.errors import OpenAIError
 from kubetune.uris import UriError

@@ -12,6 +12,8 @@ import importlib
 import sys
 from dataclasses import dataclass
 
+from kubetune.quiet import silence_known_deprecations
+
 
 @dataclass(frozen=True)
 class Command:
@@ -67,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kubetune {name}: needs the Python package {exc.name!r}; install the matching extra, e.g. "
               f"pip install 'kubetune[train,serve]'", file=sys.stderr)
         return 2
+    silence_known_deprecations()
     parser = argparse.ArgumentParser(prog=f"kubetune {name}", description=command.help)
     module.add_arguments(parser, name)
-    args = parser.parse_args(rest)
+    args = parser.parse_intermixed_args(rest)  # `kubetune train cfg.yaml --no-progress k=v`
     return int(module.run(args, name) or 0)
 
 

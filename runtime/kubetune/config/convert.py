@@ -1,7 +1,9 @@
 """`kubetune convert LF.yaml [key=value ...]`: print the FineTuneJob that trains like a LLaMA-Factory YAML.
 
 Local paths become file:// URIs (absolute, relative to the current directory as LLaMA-Factory reads them),
-hub ids become hf:// URIs; keys the FineTuneJob spec has no field for are carried in ``extraArgs``.
+hub ids become hf:// URIs; keys the FineTuneJob spec has no field for are carried in ``extraArgs``. The output
+starts with the defaults where a FineTuneJob differs from LLaMA-Factory (:mod:`kubetune.config.mapping.defaults`):
+the converted fields keep the YAML's values, a field written by hand later gets the FineTuneJob's default.
 Exit codes: 0 printed, 2 config errors (``file:line: key: message``), as `kubetune train`.
 """
 
@@ -15,7 +17,8 @@ from pathlib import Path
 import yaml
 
 from kubetune.config.loader import ConfigError, load_config
-from kubetune.config.mapping import finetunejob_from_runtime_config
+from kubetune.config.mapping.defaults import differences_comment
+from kubetune.config.mapping.train import finetunejob_from_runtime_config
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -43,5 +46,6 @@ def run(args: argparse.Namespace, command: str) -> int:
         print(exc, file=sys.stderr)
         return 2
     print(f"# Converted from {args.config} by kubetune convert.")
+    print(differences_comment())
     sys.stdout.write(yaml.safe_dump(job.wire(), sort_keys=False))
     return 0

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from kubetune.config.base import ConfigGroup, FloatList, StrList
+from kubetune.config.templates import template_names
 
 Formatting = Literal["alpaca", "sharegpt", "openai", "text"]
 
@@ -109,8 +110,6 @@ class DataConfig(ConfigGroup):
     @classmethod
     def _registered_template(cls, value: str | None) -> str | None:
         """Catch a misspelled template when the config is read, not after the model has loaded."""
-        from kubetune.data.templates.registry import template_names  # torch-free table
-
         if value is not None and value not in template_names():
             raise ValueError(f"unknown template {value!r}; known: {', '.join(template_names())} "
                              "(or leave it unset to use the tokenizer's chat_template)")

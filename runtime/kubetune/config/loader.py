@@ -12,18 +12,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubetune.api.errors import FieldError
-from kubetune.api.yamlfile import YamlFileError, load_value
+from kubetune.api.yamlfile import YamlFileError
 from kubetune.config.base import CommaSeparated
+from kubetune.config.files import OVERRIDES, ConfigError, parse_overrides
 from kubetune.config.keys import GROUPS, RENAMED, group_of, known_keys, suggest, unsupported_reason
 from kubetune.config.runtime import RuntimeConfig
-
-
-class ConfigError(ValueError):
-    """A runtime config with problems; ``errors`` holds one FieldError per problem."""
-
-    def __init__(self, errors: list[FieldError]):
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
 
 
 def split_flat(flat: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
@@ -93,24 +86,6 @@ def config_from_flat(flat: Mapping[str, Any], file: str = "<config>",
     return config
 
 
-def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
-    """``key=value`` strings into a dict; values are YAML (``lora_rank=16`` is an int, ``bf16=true`` a bool)."""
-    out: dict[str, Any] = {}
-    errors = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            errors.append(FieldError("", f"override {item!r} is not key=value", "<command line>"))
-            continue
-        try:
-            out[key.strip()] = load_value(value) if value.strip() else None
-        except YamlFileError as exc:
-            errors.append(FieldError(key.strip(), f"value is not valid YAML: {exc.message}", "<command line>"))
-    if errors:
-        raise ConfigError(errors)
-    return out
-
-
 def read_flat(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
     """Read a flat YAML (or JSON) config; returns the dict and the line of each top-level key."""
     from kubetune.api.documents import EMPTY_FILE, load_documents
@@ -144,7 +119,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> RuntimeConfi
     try:
         return config_from_flat(merged, str(path), lines)
     except ConfigError as exc:
-        errors = [e if e.path.split(".")[0] not in extra else FieldError(e.path, e.message, "<command line>")
+        errors = [e if e.path.split(".")[0] not in extra else FieldError(e.path, e.message, OVERRIDES)
                   for e in exc.errors]
         raise ConfigError(errors) from None
 

@@ -38,7 +38,7 @@ class RunConfig(ConfigGroup):
 
 class RuntimeConfig(BaseModel):
     """Everything one training run needs. Construct it with :func:`kubetune.config.load_config` or
-    :func:`kubetune.config.mapping.runtime_config_from_finetunejob`; never pass raw dicts further down."""
+    :func:`kubetune.config.mapping.train.runtime_config_from_finetunejob`; never pass raw dicts further down."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -70,7 +70,7 @@ class TrainingConfig(ConfigGroup):
             raise ValueError(f"unknown training keys: {', '.join(unknown)}")
         if self.bf16 and self.fp16:
             raise ValueError("bf16 and fp16 cannot both be true")
-        flags = "bf16" if self.bf16 else "fp16" if self.fp16 else None
+        flags: Literal["bf16", "fp16"] | None = "bf16" if self.bf16 else "fp16" if self.fp16 else None
         if self.precision is None:
             self.precision = flags or "fp32"
         elif flags and self.precision != flags:
@@ -102,7 +102,7 @@ class DistributedConfig(ConfigGroup):
     def _consistent(self) -> DistributedConfig:
         if self.deepspeed and self.fsdp:
             raise ValueError("set either deepspeed or fsdp, not both")
-        implied = "deepspeed" if self.deepspeed else "fsdp" if self.fsdp else None
+        implied: Literal["deepspeed", "fsdp"] | None = "deepspeed" if self.deepspeed else "fsdp" if self.fsdp else None
         if self.strategy is None:
             self.strategy = implied or "ddp"
         elif implied and implied != self.strategy:

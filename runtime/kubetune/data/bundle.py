@@ -64,13 +64,14 @@ def _load(sources: list[DatasetSource], cfg: RuntimeConfig, stage: str, stats: D
 
 def _tokenize(examples: list[Example], cfg: RuntimeConfig, stage: str, tokenizer: Any,
               stats: DataStats) -> list[dict[str, list[int]]]:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # disable=None: a bar on a terminal only, never redrawn into a log
 
     data = cfg.data
     rows = []
     if stage == "pt":
         limit = None if data.packing else data.cutoff_len
-        rows = [encode_text(str(e.text), tokenizer, limit) for e in tqdm(examples, desc="tokenizing", unit="doc")]
+        rows = [encode_text(str(e.text), tokenizer, limit)
+                for e in tqdm(examples, desc="tokenizing", unit="doc", disable=None)]
         if data.packing and not data.neat_packing:
             return chunk(rows, data.cutoff_len)
         rows = [{"input_ids": r["input_ids"][i:i + data.cutoff_len], "labels": r["labels"][i:i + data.cutoff_len]}
@@ -79,7 +80,7 @@ def _tokenize(examples: list[Example], cfg: RuntimeConfig, stage: str, tokenizer
         template = resolve_template(data.template, tokenizer)
         settings = SftSettings(data.cutoff_len, data.train_on_prompt, data.mask_history,
                                getattr(template, "efficient_eos", False), tokenizer.eos_token_id)
-        for e in tqdm(examples, desc="tokenizing", unit="example"):
+        for e in tqdm(examples, desc="tokenizing", unit="example", disable=None):
             if data.default_system is not None and e.system is None:
                 e.system = data.default_system
             row = encode_example(e, template, tokenizer, settings, enable_thinking=data.enable_thinking is not False)

@@ -7,9 +7,10 @@ import sys
 
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy
-from kubetune.cli.configfile import ConfigError, fail, is_custom_resource, parse_overrides, read_document, validate
-from kubetune.export.config import ExportConfig, default_resolver, resolve_modelexport
-from kubetune.uris import UriError
+from kubetune.config.export_args import ExportConfig
+from kubetune.config.files import ConfigError, fail, is_custom_resource, parse_overrides, read_document, validate
+from kubetune.config.mapping.export import resolve_modelexport
+from kubetune.uris import UriError, resolver_for_file
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -27,7 +28,7 @@ def load_export(args: argparse.Namespace) -> tuple[ExportConfig, CreatedBy | Non
         if doc.data.get("kind") != "ModelExport":
             raise fail(doc, "kind", f"expected ModelExport (or a flat export config), got {doc.data.get('kind')!r}")
         mexp = validate(ModelExport, doc.data, doc)
-        config = resolve_modelexport(mexp, default_resolver(args.file, args.pvc_root))
+        config = resolve_modelexport(mexp, resolver_for_file(args.file, args.pvc_root))
         meta = mexp.metadata
         created_by = CreatedBy(kind="ModelExport", name=meta.get("name"), namespace=meta.get("namespace"),
                                uid=meta.get("uid"))

@@ -10,13 +10,10 @@ import json
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from kubetune.artifacts import MANIFEST_NAME, ArtifactError, ArtifactManifest, check_artifact
 from kubetune.model.chatformat import stop_token_ids
-
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from kubetune.model.merging import DTYPES, apply_adapters, check_adapter
 
 
 class ExportError(RuntimeError):
@@ -47,39 +44,11 @@ def refuse_quantized_base(base: str) -> None:
         )
 
 
-def check_adapter(adapter: str, *, strict: bool) -> ArtifactManifest | None:
-    """Read an adapter's manifest (required when ``strict``; plain PEFT directories pass otherwise)."""
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise ArtifactError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
-    if not strict and not (Path(adapter) / MANIFEST_NAME).is_file():
-        return None
-    return check_artifact(adapter, expect_type="lora-adapter")
-
-
 def load_base(base: str, dtype: torch.dtype, device: str = "cpu", trust_remote_code: bool = False
               ) -> PreTrainedModel:
     """Load the base causal LM in ``dtype`` on ``device`` (``auto`` spreads it over the visible GPUs)."""
     return AutoModelForCausalLM.from_pretrained(base, dtype=dtype, device_map="auto" if device == "auto" else "cpu",
                                                 trust_remote_code=trust_remote_code)
-
-
-def apply_adapters(model: PreTrainedModel, adapters: list[str],
-                   manifests: list[ArtifactManifest | None]) -> PreTrainedModel:
-    """Merge each adapter into ``model`` in order (W += B·A·scale per adapter) and return the plain model."""
-    from peft import PeftModel
-
-    for adapter, manifest in tqdm(list(zip(adapters, manifests, strict=True)), desc="merging adapters",
-                                  unit="adapter", disable=not adapters):
-        try:
-            peft_model = PeftModel.from_pretrained(model, adapter)
-        except RuntimeError as exc:
-            if "size mismatch" not in str(exc):
-                raise
-            trained_on = manifest.base_model.uri if manifest and manifest.base_model.uri else "another model"
-            raise ArtifactError(f"{adapter}: adapter for another base model (trained on {trained_on}); its shapes "
-                                f"do not fit {model.name_or_path}. Use the base it was trained on") from exc
-        model = peft_model.merge_and_unload()
-    return model
 
 
 def merge_lora(base: str, adapters: list[str], out: str | Path, dtype: str = "auto", *,

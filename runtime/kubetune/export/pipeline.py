@@ -14,9 +14,10 @@ import shutil
 from pathlib import Path
 
 from kubetune.artifacts import MANIFEST_NAME, ArtifactManifest, BaseModelInfo, CreatedBy, QuantInfo, write_manifest
-from kubetune.export.config import ExportConfig
-from kubetune.export.merge import ExportError, check_adapter, merge_lora, refuse_quantized_base
+from kubetune.config.export_args import ExportConfig
+from kubetune.export.merge import ExportError, merge_lora, refuse_quantized_base
 from kubetune.export.quantize import check_available, quantize
+from kubetune.model.merging import check_adapter
 
 UNFINISHED = ".kubetune-export-unfinished"
 

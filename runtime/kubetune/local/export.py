@@ -71,7 +71,7 @@ def _fail(tracker: Tracker, reason: R, message: str) -> Outcome:
 
 def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: LocalContext) -> Outcome:
     """Export ``obj`` (a ModelExport) here, keeping its record current. Returns how it ended."""
-    from kubetune.export.config import export_config_from_modelexport
+    from kubetune.config.mapping.export import export_config_from_modelexport
 
     mexp = obj.resource
     assert isinstance(mexp, ModelExport)

@@ -80,7 +80,7 @@ def _inputs(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> dict[tuple
 
 def _config(obj: LocalObject, record: Record, ctx: LocalContext, output_dir: Path,
             inputs: dict[tuple[str, str], Artifact]):  # type: ignore[no-untyped-def]
-    from kubetune.config.mapping import runtime_config_from_finetunejob
+    from kubetune.config.mapping.train import runtime_config_from_finetunejob
 
     job = obj.resource
     assert isinstance(job, FineTuneJob)
@@ -145,7 +145,7 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
 
 
 def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_uri: str) -> Outcome:  # type: ignore[no-untyped-def]
-    from kubetune.train.context import TrainContext
+    from kubetune.train.context import TrainContext, loss_summary
     from kubetune.train.stages import run_stage
 
     sink = LocalProgressSink(tracker, output_dir, output_uri, say=None if ctx.console else ctx.say)
@@ -168,8 +168,8 @@ def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_ur
     manifest = read_manifest(output_dir)
     output = {"uri": output_uri, "artifactType": manifest.artifact_type,
               "baseModel": manifest.base_model.model_dump(exclude_none=True)}
-    loss = f", final loss {result.train_loss:.4f}" if result.train_loss is not None else ""
-    message = f"trained {result.global_step} steps{loss}"
+    loss = loss_summary(result)
+    message = f"trained {result.global_step} steps{', ' + loss if loss else ''}"
     tracker.set(P.SUCCEEDED, R.SUCCEEDED, message,
                 [Cond(T.RUNNING, False, R.SUCCEEDED, message), Cond(T.SUCCEEDED, True, R.SUCCEEDED, message)],
                 output=output, completionTime=now_text(),

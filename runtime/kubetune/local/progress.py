@@ -12,22 +12,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kubetune.lifecycle.progress import progress_text
 from kubetune.local.status import Tracker
 from kubetune.status_reporter import latest_checkpoint, status_progress
 
 
 def progress_line(ref: str, progress: Mapping[str, Any]) -> str:
     """``FineTuneJob/x  step 120/600 (20%)  loss 0.812  eta 2m10s``."""
-    total = progress.get("totalSteps")
-    parts = [f"{ref:<34}", f"step {progress.get('step', 0)}/{total if total is not None else '?'}"]
-    if progress.get("percent") is not None:
-        parts[-1] += f" ({progress['percent']}%)"
-    if progress.get("loss") is not None:
-        parts.append(f"loss {progress['loss']}")
-    eta = progress.get("etaSeconds")
-    if eta is not None:
-        parts.append(f"eta {eta // 60}m{eta % 60:02d}s")
-    return "  ".join(parts)
+    return f"{ref:<34}  {progress_text(progress)}"
 
 
 class LocalProgressSink:

@@ -2,7 +2,7 @@
 
 The model and adapters resolve as in the cluster: a ``modelExportRef`` serves the exported model, a
 ``fineTuneJobRef`` serves the job's adapter on its base model (or its full model), ``uri`` sources are used as
-given. The serve config comes from :func:`kubetune.serve.config.serve_config_from_inferenceservice`, the mapping
+given. The serve config comes from :func:`kubetune.config.mapping.serve.serve_config_from_inferenceservice`, the mapping
 the serving pod uses; ``backend: hf`` runs kubetune's engine in this process, ``backend: vllm`` starts vLLM's own
 server. The record turns Ready (with ``status.url``) once the endpoint answers, which is what scripts wait for.
 """
@@ -19,13 +19,14 @@ from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import InferenceServicePhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.api.inferenceservice import InferenceService
+from kubetune.config.mapping.serve import serve_config_from_inferenceservice
+from kubetune.config.serve_args import ServeConfig
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.finetune import ACCEPTED
 from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, resolve_source
 from kubetune.local.status import Cond, Tracker
 from kubetune.local.workdir import Record
-from kubetune.serve.config import ServeConfig, serve_config_from_inferenceservice
 from kubetune.uris import UriError, UriResolver
 
 
@@ -189,8 +190,8 @@ def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no
 
 
 def _serve_vllm(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no-untyped-def]
+    from kubetune.config.mapping.vllm import base_model_name, model_adapter
     from kubetune.serve.engine.vllm import VllmError, launch_vllm, sigterm_as_interrupt
-    from kubetune.serve.vllm_command import base_model_name, model_adapter
 
     with sigterm_as_interrupt():
         try:

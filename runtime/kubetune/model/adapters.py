@@ -156,6 +156,10 @@ def apply_lora(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *
     base, the last is trained further unless ``create_new_adapter`` asks for a fresh one on top."""
     from peft import PeftModel, get_peft_model
 
+    from kubetune.quiet import silence_known_deprecations
+
+    silence_known_deprecations()  # peft reads a deprecated transformers attribute on every wrap
+
     adapters = list(model_cfg.adapter_name_or_path or [])
     quantized = method.quantization_bit is not None
     resume = adapters[-1] if adapters and not method.create_new_adapter else None

@@ -1,7 +1,7 @@
 """Keep a running vLLM server's LoRA adapters equal to a wanted list, without restarting it.
 
 vLLM started with ``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` (see
-:mod:`kubetune.serve.vllm_command`) takes ``POST /v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` and lists
+:mod:`kubetune.config.mapping.vllm`) takes ``POST /v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` and lists
 loaded adapters in ``/v1/models`` (entries with a ``parent``). :func:`plan` compares the two lists (pure);
 :func:`sync` applies the plan over HTTP. ``kubetune serve``/``kubetune run`` call it once after start-up; in a
 cluster the ``adapters`` sidecar (:mod:`kubetune.serve.adapters_cli`) calls it whenever the adapter list mounted
@@ -15,7 +15,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 TIMEOUT_S = 120.0  # loading an adapter reads its weights; generous on a busy machine
@@ -52,23 +51,6 @@ def plan(wanted: Mapping[str, str], loaded: Mapping[str, str], keep: frozenset[s
 
 def _norm(path: str) -> str:
     return path.rstrip("/") or "/"
-
-
-def read_wanted(path: str | Path) -> dict[str, str]:
-    """The adapter list file: ``{"adapters": [{"name": ..., "path": ...}, ...]}`` -> name -> path.
-
-    A missing file means no adapters (the ConfigMap volume may not be populated yet).
-    """
-    file = Path(path)
-    if not file.exists():
-        return {}
-    data = json.loads(file.read_text() or "{}")
-    return {str(a["name"]): str(a["path"]) for a in data.get("adapters") or []}
-
-
-def render_wanted(adapters: Mapping[str, str]) -> str:
-    """The adapter list file for ``adapters`` (name -> path): what :func:`read_wanted` reads. Pure."""
-    return json.dumps({"adapters": [{"name": n, "path": p} for n, p in adapters.items()]}, indent=2) + "\n"
 
 
 class VllmAdmin:

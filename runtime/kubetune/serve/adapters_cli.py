@@ -19,7 +19,8 @@ import time
 import urllib.request
 from collections.abc import Mapping
 
-from kubetune.serve.adapters import AdapterSyncError, VllmAdmin, read_wanted, sync
+from kubetune.config.mapping.serve import read_wanted
+from kubetune.serve.adapters import AdapterSyncError, VllmAdmin, sync
 from kubetune.status_reporter import TIMEOUT_S, ApiAccess, access_from_kubeconfig, access_in_cluster
 
 FIELD_MANAGER = "kubetune-adapters"

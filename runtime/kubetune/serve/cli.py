@@ -13,10 +13,10 @@ import sys
 from typing import Any
 
 from kubetune.api.inferenceservice import InferenceService
-from kubetune.cli.configfile import ConfigError, fail, is_custom_resource, parse_overrides, read_document, validate
-from kubetune.export.config import default_resolver
-from kubetune.serve.config import ServeConfig, apply_endpoint_overrides, resolve_inferenceservice
-from kubetune.uris import UriError
+from kubetune.config.files import ConfigError, fail, is_custom_resource, parse_overrides, read_document, validate
+from kubetune.config.mapping.serve import resolve_inferenceservice
+from kubetune.config.serve_args import ServeConfig, apply_endpoint_overrides
+from kubetune.uris import UriError, resolver_for_file
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -37,7 +37,7 @@ def read_serve_config(file: str, overrides: list[str], pvc_root: str | None = No
         if doc.data.get("kind") != "InferenceService":
             raise fail(doc, "kind", f"expected InferenceService (or a flat serve config), got {doc.data.get('kind')!r}")
         isvc = validate(InferenceService, doc.data, doc)
-        return resolve_inferenceservice(isvc, default_resolver(file, pvc_root))
+        return resolve_inferenceservice(isvc, resolver_for_file(file, pvc_root))
     return validate(ServeConfig, {**doc.data, **parse_overrides(overrides)}, doc)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from kubetune.serve.limits import ServerLimits
+from kubetune.config.serve_limits import ServerLimits
 
 log = logging.getLogger(__name__)
 

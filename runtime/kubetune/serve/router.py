@@ -17,9 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
+from kubetune.config.serve_limits import ServerLimits
 from kubetune.serve.errors import OpenAIError, bad_request, internal, unknown_model
 from kubetune.serve.guard import RequestGuard
-from kubetune.serve.limits import ServerLimits
 from kubetune.serve.metrics import Metrics, MetricsMiddleware
 from kubetune.serve.openai.chat import ChatService
 from kubetune.serve.openai.completions import CompletionService

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from kubetune.serve.config import ServeConfig
+from kubetune.config.serve_args import ServeConfig
 from kubetune.serve.engine import Engine
 from kubetune.serve.metrics import Metrics
 from kubetune.serve.openai.admission import Admission

@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. lora_rank=16")
     parser.add_argument("--nproc-per-node", type=int, default=None,
                         help="processes on this machine (default: NPROC_PER_NODE, else one per GPU, else 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs and progress.json stay)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="progress as lines instead of a bar (the default when not on a terminal)")
 
 
 def progress_sinks(cfg: RuntimeConfig) -> list[ProgressSink]:
@@ -85,6 +86,10 @@ def data_problem(cfg: RuntimeConfig, config_file: str) -> str | None:
     return None
 
 
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
 def run(args: argparse.Namespace, command: str) -> int:
     del command
     from kubetune.config import ConfigError, load_config
@@ -99,7 +104,8 @@ def run(args: argparse.Namespace, command: str) -> int:
     if problem is not None:
         print(problem, file=sys.stderr)
         return 2
-    from kubetune.train.context import TrainContext
+    from kubetune.train.context import TrainContext, loss_summary
+    from kubetune.train.progress import LineSink, disable_library_progress_bars
     from kubetune.train.stages import run_stage
 
     main = int(os.environ.get("RANK", "0")) == 0  # torchrun's global rank; 0 when running alone
@@ -108,8 +114,12 @@ def run(args: argparse.Namespace, command: str) -> int:
         if argv is not None:
             print("launching: " + " ".join(argv[1:]), flush=True)
             os.execv(argv[0], argv)
-        ctx = TrainContext(sinks=progress_sinks(cfg) if main else [], console=not args.no_progress,
-                           say=print if main else (lambda _msg: None))
+        # A redrawn bar only on a terminal; redirected output (a pod's log, a file) gets one line per snapshot.
+        bar = not args.no_progress and sys.stderr.isatty()
+        if not bar:
+            disable_library_progress_bars()
+        sinks = [*progress_sinks(cfg), *([] if bar else [LineSink(_say)])] if main else []
+        ctx = TrainContext(sinks=sinks, console=bar, say=_say if main else (lambda _msg: None))
         result = run_stage(cfg, ctx)
     except _config_errors() as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
@@ -119,7 +129,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         print(f"kubetune train: training failed: {exc}", file=sys.stderr)
         return 1
     if main:
-        loss = f", final train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
-        print(f"done: {result.global_step} steps{loss}\n"
+        loss = loss_summary(result)
+        print(f"done: {result.global_step} steps{', ' + loss if loss else ''}\n"
               f"{result.artifact_type} written to {result.output_dir} (manifest kubetune-artifact.json)", flush=True)
     return 0

@@ -36,6 +36,23 @@ class TrainResult:
     output_dir: Path
     artifact_type: str
     global_step: int
-    train_loss: float | None
+    train_loss: float | None  # the mean over the run (what transformers reports as train_loss)
+    last_loss: float | None = None  # the last logged training loss
     resumed_from: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def last_logged_loss(log_history: list[dict[str, Any]]) -> float | None:
+    """The training loss of the last logging step in a Trainer's ``state.log_history`` (None when none logged)."""
+    losses = [float(record["loss"]) for record in log_history if "loss" in record]
+    return losses[-1] if losses else None
+
+
+def loss_summary(result: TrainResult) -> str:
+    """``final loss 0.0602 (mean 0.7613)``: the last logged loss, then the run's mean named as the mean."""
+    parts = []
+    if result.last_loss is not None:
+        parts.append(f"final loss {result.last_loss:.4f}")
+    if result.train_loss is not None:
+        parts.append(f"(mean {result.train_loss:.4f})" if parts else f"mean loss {result.train_loss:.4f}")
+    return " ".join(parts)

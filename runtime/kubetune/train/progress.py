@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from transformers import TrainerCallback
 
 from kubetune.artifacts import atomic_write_text
+from kubetune.lifecycle.progress import progress_text
 
 PROGRESS_NAME = "progress.json"
 
@@ -102,6 +103,17 @@ class ProgressReporter(TrainerCallback):
                     print(f"progress sink {type(sink).__name__} failed: {exc}", file=sys.stderr)
 
 
+class LineSink:
+    """Prints each progress snapshot as one line (``step 120/600 (20%)  loss 0.812  eta 2m10s``): progress for
+    logs that are not a terminal, where a redrawn bar would leave a carriage-return soup."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+
+    def update(self, progress: dict[str, Any]) -> None:
+        self.say(progress_text(progress))
+
+
 class JsonFileSink:
     """Writes each progress snapshot to a JSON file of its own (``progress_file``), atomically."""
 
@@ -110,3 +122,13 @@ class JsonFileSink:
 
     def update(self, progress: dict[str, Any]) -> None:
         atomic_write_text(self.path, json.dumps(progress) + "\n")
+
+
+def disable_library_progress_bars() -> None:
+    """No loading / saving bars from datasets and transformers: for output that is not a terminal, where every
+    redraw would become another line of the log."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()

@@ -19,7 +19,7 @@ from kubetune.model.adapters import apply_method, count_parameters
 from kubetune.model.loader import decoder_layer_classes, load_model, load_tokenizer
 from kubetune.train.arguments import precision_of, training_arguments
 from kubetune.train.checkpoints import global_step_of
-from kubetune.train.context import TrainContext, TrainResult
+from kubetune.train.context import TrainContext, TrainResult, last_logged_loss
 from kubetune.train.outputs import artifact_type, clean_output_dir, resume_checkpoint, save_final
 from kubetune.train.trainer import KubetuneTrainer, install_callbacks, kubetune_callbacks
 
@@ -147,7 +147,8 @@ def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: Pre
     save_final(trainer, cfg, run.output_dir, metrics)
     return TrainResult(output_dir=run.output_dir, artifact_type=artifact_type(cfg.method.finetuning_type),
                        global_step=trainer.state.global_step, train_loss=metrics.get("train_loss"),
-                       resumed_from=run.resume, metrics=metrics)
+                       last_loss=last_logged_loss(trainer.state.log_history), resumed_from=run.resume,
+                       metrics=metrics)
 
 
 def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:

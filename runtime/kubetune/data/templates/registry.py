@@ -1,6 +1,7 @@
 """The template table: one row per chat family, each with its Jinja equivalent in ``jinja/<name>.jinja``.
 
-Rows are data; the single rendering algorithm lives in ``template.py``. Aliases map other common names onto a row.
+Rows are data; the single rendering algorithm lives in ``template.py``. Aliases map other common names onto a row
+(:mod:`kubetune.config.templates`, which also lists the row names so configs are checked without this module).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
+from kubetune.config.templates import ALIASES, template_names
 from kubetune.data.templates.template import Template
 
 JINJA_DIR = Path(__file__).parent / "jinja"
@@ -68,18 +70,11 @@ TABLE: tuple[Template, ...] = (
              user="User: {content}\n\nAssistant:", assistant=" {content}<｜end▁of▁sentence｜>",
              stop_words=("<｜end▁of▁sentence｜>",)),
 )
-ALIASES = {"qwen2": "qwen", "qwen2_5": "qwen", "phi3": "phi", "phi4_mini": "phi", "llama3_1": "llama3",
-           "deepseekv3": "deepseek3", "yi": "chatml"}
 
 
 @cache
 def _templates() -> dict[str, Template]:
     return {t.name: replace(t, jinja=(JINJA_DIR / f"{t.name}.jinja").read_text(encoding="utf-8")) for t in TABLE}
-
-
-def template_names() -> list[str]:
-    """Every registered name (aliases included)."""
-    return sorted([*_templates(), *ALIASES])
 
 
 def get_template(name: str) -> Template:

@@ -9,9 +9,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from kubetune.artifacts import ArtifactError
-from kubetune.export.merge import DTYPES, apply_adapters, check_adapter
+from kubetune.config.serve_args import ServeConfig
 from kubetune.model.chatformat import stop_token_ids
-from kubetune.serve.config import ServeConfig
+from kubetune.model.merging import DTYPES, apply_adapters, check_adapter
 from kubetune.serve.engine.hf import HFEngine
 
 DEFAULT_ADAPTER = "default"  # internal name of the adapter that answers to the served model's name

@@ -1,8 +1,9 @@
 """The ``vllm`` engine: vLLM's own OpenAI server, started as a subprocess from a ServeConfig.
 
-vLLM is never imported here. The argv and environment come from :func:`kubetune.serve.vllm_command.render_vllm_command`,
-the same function the operator renders serving pods with; named adapters are loaded into the running server by
-:func:`kubetune.serve.adapters.sync`, as the pod's ``adapters`` sidecar does.
+vLLM is never imported here. The argv and environment come from
+:func:`kubetune.config.mapping.vllm.render_vllm_command`, the same function the operator renders serving pods
+with; named adapters are loaded into the running server by :func:`kubetune.serve.adapters.sync`, as the pod's
+``adapters`` sidecar does.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from kubetune.serve.adapters import AdapterSyncError, VllmAdmin, sync
-from kubetune.serve.config import ServeConfig
-from kubetune.serve.vllm_command import (
+from kubetune.config.mapping.vllm import (
     VLLM_TOOL_PARSERS,
     VllmCommand,
     VllmError,
@@ -29,6 +28,8 @@ from kubetune.serve.vllm_command import (
     model_adapter,
     render_vllm_command,
 )
+from kubetune.config.serve_args import ServeConfig
+from kubetune.serve.adapters import AdapterSyncError, VllmAdmin, sync
 
 __all__ = ["VLLM_TOOL_PARSERS", "VllmCommand", "VllmError", "find_vllm", "launch_vllm", "render_vllm_command",
            "sigterm_as_interrupt", "wait_ready"]

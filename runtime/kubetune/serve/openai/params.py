@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubetune.serve.config import ServeConfig
+from kubetune.config.serve_args import ServeConfig
 from kubetune.serve.engine import SamplingParams
 from kubetune.serve.errors import bad_request
 from kubetune.serve.openai.protocol import SamplingFields

@@ -11,7 +11,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from kubetune.serve.config import ServeConfig
+from kubetune.config.serve_args import ServeConfig
 from kubetune.serve.engine import Delta, Engine, EngineError, GenerationRequest, TokenLogprob
 from kubetune.serve.errors import bad_request, internal, unknown_model
 from kubetune.serve.metrics import Metrics

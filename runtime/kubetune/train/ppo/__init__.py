@@ -28,7 +28,7 @@ from kubetune.data.preference import encode_prompt
 from kubetune.data.templates import resolve_template
 from kubetune.model.loader import DTYPES
 from kubetune.train.arguments import precision_of
-from kubetune.train.context import TrainContext, TrainResult
+from kubetune.train.context import TrainContext, TrainResult, last_logged_loss
 from kubetune.train.outputs import artifact_type, save_final
 from kubetune.train.ppo.algorithm import KLController
 from kubetune.train.ppo.loop import PpoSettings, PpoShell, PpoState, total_steps, train_loop
@@ -130,4 +130,5 @@ def run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     save_final(shell, cfg, run_.output_dir, metrics)
     return TrainResult(output_dir=run_.output_dir, artifact_type=artifact_type(cfg.method.finetuning_type),
                        global_step=shell.state.global_step, train_loss=metrics.get("train_loss"),
-                       resumed_from=run_.resume, metrics=metrics)
+                       last_loss=last_logged_loss(shell.state.log_history), resumed_from=run_.resume,
+                       metrics=metrics)

@@ -1,8 +1,8 @@
-"""Typed configuration of `kubetune serve`/`api`/`chat`, with LLaMA-Factory key names, and the CR mapping.
+"""Typed configuration of `kubetune serve`/`api`/`chat`, with LLaMA-Factory key names.
 
 A flat YAML as LLaMA-Factory's ``inference/*.yaml`` (``model_name_or_path``, ``adapter_name_or_path``,
 ``template``, ``infer_backend``, ``vllm_*``, generation defaults) validates into :class:`ServeConfig`; an
-InferenceService maps onto it with :func:`serve_config_from_inferenceservice`. Torch-free.
+InferenceService maps onto it (:mod:`kubetune.config.mapping.serve`). Torch-free.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kubetune.api.inferenceservice import InferenceService
 from kubetune.config.base import StrList
-from kubetune.serve.limits import ServerLimits
-from kubetune.uris import UriError, UriResolver
+from kubetune.config.serve_limits import ServerLimits
 
 IGNORED_KEYS = frozenset({"finetuning_type", "stage", "use_fast_tokenizer", "flash_attn", "low_cpu_mem_usage",
                           "cache_dir", "model_revision", "print_param_status", "use_kv_cache"})
@@ -129,54 +127,3 @@ def apply_endpoint_overrides(config: ServeConfig, flags: Mapping[str, Any], env:
         if value not in (None, ""):
             update[key] = value
     return ServeConfig.model_validate({**config.model_dump(exclude_unset=True), **update})
-
-
-def serve_config_from_inferenceservice(isvc: InferenceService, *, model_path: str, adapters: Mapping[str, str],
-                                       model_adapter: str | None = None, api_key: str | None = None) -> ServeConfig:
-    """Map an InferenceService whose sources are already local paths onto :class:`ServeConfig`.
-
-    Args:
-        isvc: the resource.
-        model_path: the model directory (for a FineTuneJob source: its base model).
-        adapters: served adapter name -> adapter directory, for ``spec.adapters``.
-        model_adapter: adapter directory answering to the served name (a FineTuneJob source's adapter).
-        api_key: the key read from ``spec.auth.apiKeySecretRef`` (the caller reads the Secret or env).
-    """
-    spec, engine = isvc.spec, isvc.spec.engine
-    return ServeConfig(
-        model_name_or_path=model_path,
-        lora_adapters=[LoraAdapter(name=n, path=p) for n, p in adapters.items()],
-        default_adapter=model_adapter,
-        infer_backend=str(engine.backend),  # type: ignore[arg-type]
-        infer_dtype=engine.dtype,
-        served_model_name=spec.served_model_name or str(isvc.metadata.get("name") or "model"),
-        port=spec.port,
-        api_key=api_key,
-        max_model_len=engine.max_model_len,
-        tensor_parallel_size=engine.tensor_parallel_size,
-        gpu_memory_utilization=engine.gpu_memory_utilization,
-        max_loras=engine.max_loras,
-        max_lora_rank=engine.max_lora_rank,
-        # `adapters: []` keeps LoRA on, so the first adapter added later loads without a restart
-        enable_lora=True if spec.adapters is not None else None,
-        extra_args=list(engine.extra_args),
-        limits=ServerLimits.model_validate(spec.limits.serve_config() if spec.limits else {}),
-    )
-
-
-def resolve_inferenceservice(isvc: InferenceService, resolver: UriResolver, api_key: str | None = None
-                             ) -> ServeConfig:
-    """The serve config of an InferenceService whose model and adapters are given by URI.
-
-    Raises UriError for fineTuneJobRef/modelExportRef sources: `kubetune run` or the operator resolves those
-    and calls :func:`serve_config_from_inferenceservice` with the paths.
-    """
-    spec = isvc.spec
-    refs = [spec.model, *list(spec.adapters or [])]
-    if any(s.fine_tune_job_ref or s.model_export_ref for s in refs):
-        raise UriError("this InferenceService references other objects: serve it with `kubetune run` (which "
-                       "resolves fineTuneJobRef/modelExportRef) or give uri sources")
-    assert spec.model.uri is not None
-    adapters = {a.name: resolver.resolve(a.uri) for a in spec.adapters or [] if a.uri}
-    return serve_config_from_inferenceservice(isvc, model_path=resolver.resolve(spec.model.uri), adapters=adapters,
-                                              api_key=api_key)

@@ -1,7 +1,7 @@
 """The serving pod contract of the ``vllm`` backend: one function renders vLLM's command line and environment.
 
 The operator (``kubetune_operator.render.serving``), ``kubetune serve`` and ``kubetune run`` all call
-:func:`render_vllm_command` on a :class:`~kubetune.serve.config.ServeConfig`, so a pod and a local run of the same
+:func:`render_vllm_command` on a :class:`~kubetune.config.serve_args.ServeConfig`, so a pod and a local run of the same
 InferenceService start the same server. Torch-free and pure: the operator imports it.
 
 Named adapters (``lora_adapters``) are not on the command line. vLLM starts with LoRA enabled and runtime LoRA
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from kubetune.serve.config import ServeConfig
+from kubetune.config.serve_args import ServeConfig
 
 API_KEY_ENV = "VLLM_API_KEY"
 # Lets /v1/load_lora_adapter and /v1/unload_lora_adapter change the adapters of a running server.

@@ -1,12 +1,14 @@
-"""Read one YAML config file for a runtime command and validate it into a typed model, errors with file:line.
+"""Read one YAML config file (or ``key=value`` overrides) for a runtime command, errors with file:line.
 
-A runtime command (`kubetune export`, `serve`, `chat`) takes either a kubetune custom resource (it has ``kind``)
-or a flat runtime config with LLaMA-Factory key names. This module only reads and reports; which model the
-document becomes is decided by the command.
+A runtime command (`kubetune train`, `export`, `serve`, `chat`) takes either a kubetune custom resource (it has
+``kind``) or a flat runtime config with LLaMA-Factory key names, plus ``key=value`` overrides. This module only
+reads and reports; which model the document becomes is decided by the command. It holds the one
+:class:`ConfigError` and the one override parser every command uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +20,7 @@ from kubetune.api.errors import FieldError, field_errors
 from kubetune.api.yamlfile import YamlFileError, load_value
 
 M = TypeVar("M", bound=BaseModel)
+OVERRIDES = "<command line>"  # the "file" of errors about key=value overrides
 
 
 class ConfigError(ValueError):
@@ -43,22 +46,41 @@ def read_document(path: str | Path) -> Document:
     return docs[0]
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """``["export_size=2", "template=qwen"]`` -> ``{"export_size": 2, "template": "qwen"}`` (values as YAML).
+# YAML 1.1 reads these as booleans; LLaMA-Factory's command line (OmegaConf, YAML 1.2 booleans) keeps them strings,
+# so `eval_strategy=no` means the string "no". Boolean fields still accept them (pydantic reads "no" as False).
+YAML11_ONLY_BOOLEANS = frozenset({"y", "yes", "n", "no", "on", "off"})
+
+
+def override_value(text: str) -> Any:
+    """The value of one ``key=value`` override: YAML, except that an empty value is None and the YAML 1.1-only
+    booleans (``no``, ``off``, ``yes``, ...) stay the strings they were written as.
+
+    Raises YamlFileError when the text is not YAML.
+    """
+    if not text.strip():
+        return None
+    if text.strip().lower() in YAML11_ONLY_BOOLEANS:
+        return text.strip()
+    return load_value(text)
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["lora_rank=16", "template=qwen", "eval_strategy=no"]`` -> ``{"lora_rank": 16, "template": "qwen",
+    "eval_strategy": "no"}`` (values as :func:`override_value` reads them).
 
     Raises ConfigError naming every override that is not ``key=value`` or whose value is not YAML.
     """
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     errors = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            errors.append(FieldError("", f"override {pair!r}: expected key=value", file="<command line>"))
+            errors.append(FieldError("", f"override {pair!r} is not key=value", file=OVERRIDES))
             continue
         try:
-            out[key.strip()] = load_value(value)
+            out[key.strip()] = override_value(value)
         except YamlFileError as exc:
-            errors.append(FieldError(key.strip(), f"value is not valid YAML: {exc.message}", file="<command line>"))
+            errors.append(FieldError(key.strip(), f"value is not valid YAML: {exc.message}", file=OVERRIDES))
     if errors:
         raise ConfigError(errors)
     return out

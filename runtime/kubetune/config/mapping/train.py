@@ -27,8 +27,10 @@ from kubetune.api.finetunejob import (
     QuantizationSpec,
     TrainingSpec,
 )
-from kubetune.config.loader import ConfigError, config_from_flat, dump_config
+from kubetune.config.files import ConfigError
+from kubetune.config.loader import config_from_flat, dump_config
 from kubetune.config.runtime import RuntimeConfig
+from kubetune.uris import local_uri, path_to_uri, uri_to_path
 
 Resolve = Callable[[str], str]
 ResolveRef = Callable[[str, str], str]  # (kind, name) -> uri of that object's output
@@ -210,29 +212,6 @@ _PER_RUN_KEYS = frozenset({"output_dir", "created_by_kind", "created_by_name", "
                            "created_by_uid", "base_model_uri", "base_model_revision", "progress_file"})
 
 
-def path_to_uri(path: str) -> str:
-    """A model or data location as a URI: hub ids (org/name) become hf://, paths become file:// (absolute)."""
-    if "://" in path:
-        return path
-    local = Path(path).expanduser()
-    if not (local.is_absolute() or path.startswith((".", "~")) or local.exists()) and \
-            re.fullmatch(r"[\w.-]+/[\w.-]+", path):
-        return f"hf://{path}"
-    return _local_uri(path)
-
-
-def _local_uri(path: str) -> str:
-    return path if "://" in path else f"file://{Path(path).expanduser().resolve()}"
-
-
-def uri_to_path(uri: str) -> str:
-    """The inverse of path_to_uri for local runs: file:// to its path, hf:// to the hub id."""
-    for scheme in ("file://", "hf://"):
-        if uri.startswith(scheme):
-            return uri.removeprefix(scheme)
-    return uri
-
-
 def _invert(flat: dict[str, Any], table: dict[str, str], block: type[BaseModel]) -> dict[str, Any]:
     out = {}
     for attr, key in table.items():
@@ -272,7 +251,7 @@ def _inverse_spec(cfg: RuntimeConfig, flat: dict[str, Any], output_uri: str | No
         "model": {"uri": uri, "revision": revision, "template": cfg.data.template,
                   "trust_remote_code": cfg.model.trust_remote_code},
         "stage": stage, "method": method, "resume": cfg.run.resume,
-        "output": {"uri": output_uri or _local_uri(cfg.training.output_dir).rstrip("/") + "/"},
+        "output": {"uri": output_uri or local_uri(cfg.training.output_dir).rstrip("/") + "/"},
         **_inverse_datasets(cfg),
     }
     if method in ("lora", "qlora"):

@@ -1,0 +1,45 @@
+"""LoRA adapters onto a loaded base model: check an adapter directory, merge adapters in order.
+
+Shared by the export (merge and save) and the hf serving engine (merge at load): both read the same adapter
+manifests and refuse an adapter trained on another base with the same message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from kubetune.artifacts import MANIFEST_NAME, ArtifactError, ArtifactManifest, check_artifact
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def check_adapter(adapter: str, *, strict: bool) -> ArtifactManifest | None:
+    """Read an adapter's manifest (required when ``strict``; plain PEFT directories pass otherwise)."""
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ArtifactError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
+    if not strict and not (Path(adapter) / MANIFEST_NAME).is_file():
+        return None
+    return check_artifact(adapter, expect_type="lora-adapter")
+
+
+def apply_adapters(model: PreTrainedModel, adapters: list[str],
+                   manifests: list[ArtifactManifest | None]) -> PreTrainedModel:
+    """Merge each adapter into ``model`` in order (W += B·A·scale per adapter) and return the plain model."""
+    from peft import PeftModel
+
+    for adapter, manifest in tqdm(list(zip(adapters, manifests, strict=True)), desc="merging adapters",
+                                  unit="adapter", disable=not adapters):
+        try:
+            peft_model = PeftModel.from_pretrained(model, adapter)
+        except RuntimeError as exc:
+            if "size mismatch" not in str(exc):
+                raise
+            trained_on = manifest.base_model.uri if manifest and manifest.base_model.uri else "another model"
+            raise ArtifactError(f"{adapter}: adapter for another base model (trained on {trained_on}); its shapes "
+                                f"do not fit {model.name_or_path}. Use the base it was trained on") from exc
+        model = peft_model.merge_and_unload()
+    return model
