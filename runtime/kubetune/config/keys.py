@@ -59,7 +59,7 @@ UNSUPPORTED: dict[str, str] = {
     **dict.fromkeys(("media_dir", "crop_to_patches", "use_audio_in_video", "freeze_vision_tower",
                      "freeze_multi_modal_projector", "freeze_language_model"), "multimodal training"),
     **dict.fromkeys(("streaming", "buffer_size"), "streaming datasets"),
-    **dict.fromkeys(("eval_num_beams", "predict_with_generate", "generation_max_length", "generation_num_beams",
+    **dict.fromkeys(("eval_num_beams", "generation_max_length", "generation_num_beams",
                      "generation_config", "sortish_sampler", "compute_accuracy"),
                     "generation during evaluation; use kubetune eval"),
     **dict.fromkeys(("pure_bf16",), "pure bf16 training; use bf16 mixed precision"),

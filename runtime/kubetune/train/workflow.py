@@ -144,10 +144,27 @@ def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: Pre
         metrics = {}
     if trainer.eval_dataset is not None and args.eval_strategy != "no":
         metrics |= trainer.evaluate()
+    if cfg.wants_predictions and main:  # before save_final: the files belong to the artifact, the manifest is last
+        metrics |= predict_eval_examples(cfg, trainer.model, run.tokenizer, run.output_dir)
     save_final(trainer, cfg, run.output_dir, metrics)
     return TrainResult(output_dir=run.output_dir, artifact_type=artifact_type(cfg.method.finetuning_type),
                        global_step=trainer.state.global_step, train_loss=metrics.get("train_loss"),
                        resumed_from=run.resume, metrics=metrics)
+
+
+def predict_eval_examples(cfg: RuntimeConfig, model: Any, tokenizer: Any, output_dir: Path) -> dict[str, float]:
+    """``do_predict`` + ``predict_with_generate``: generated_predictions.jsonl and BLEU/ROUGE in ``output_dir``."""
+    from kubetune.data.bundle import eval_examples
+    from kubetune.eval.predict import predict_and_score
+
+    was_training = model.training
+    model.eval()
+    try:
+        return predict_and_score(model, tokenizer, eval_examples(cfg), template=cfg.data.template,
+                                 gen=cfg.generation, out_dir=output_dir,
+                                 batch_size=cfg.training.per_device_eval_batch_size)
+    finally:
+        model.train(was_training)
 
 
 def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
