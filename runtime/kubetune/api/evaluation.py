@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field
 
 from kubetune.api.base import KubeModel
 from kubetune.api.common import Uri
+from kubetune.api.conditions import Reason
 
 
 class BenchmarkSpec(KubeModel):
@@ -42,3 +44,27 @@ class EvaluationStatus(KubeModel):
 MinScore = Field(None, ge=0, le=100, description="Export only when the source FineTuneJob's main score "
                  "(status.evaluation.score, percent) is at least this; a lower score fails the export with "
                  "reason ScoreBelowMinimum (the run regressed), a missing score waits (WaitingForScore).")
+
+
+def score_verdict(min_score: float | None, kind: str, name: str,
+                  status: Mapping[str, Any] | None) -> tuple[Reason, str] | None:
+    """The promotion gate (pure): None when the source may be exported, else (reason, message).
+
+    A missing ``status.evaluation.score`` waits (``WaitingForScore``: the runtime may not have reported it yet);
+    a score below ``min_score`` is final (``ScoreBelowMinimum``), as the source's spec and scores never change.
+    The operator and `kubetune run` both decide with this function.
+    """
+    if min_score is None:
+        return None
+    evaluation = (status or {}).get("evaluation") or {}
+    score = evaluation.get("score")
+    if score is None:
+        return Reason.WAITING_FOR_SCORE, (f"waiting for {kind} {name!r} to report status.evaluation.score "
+                                          f"(spec.source.minScore is {min_score:g}); the FineTuneJob needs "
+                                          "spec.evaluation")
+    if float(score) < min_score:
+        task = evaluation.get("task") or "its main benchmark"
+        return Reason.SCORE_BELOW_MINIMUM, (f"{kind} {name!r} scored {float(score):g} on {task}, below "
+                                            f"spec.source.minScore {min_score:g}: the run regressed and is not "
+                                            "exported")
+    return None

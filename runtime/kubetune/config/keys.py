@@ -11,6 +11,7 @@ import difflib
 from pydantic import BaseModel
 
 from kubetune.config.data_args import DataConfig
+from kubetune.config.eval_args import EvaluationConfig
 from kubetune.config.hf_keys import HF_TRAINING_KEYS
 from kubetune.config.method_args import MethodConfig, PreferenceConfig
 from kubetune.config.model_args import GenerationConfig, ModelConfig
@@ -26,6 +27,7 @@ GROUPS: dict[str, type[BaseModel]] = {
     "training": TrainingConfig,
     "distributed": DistributedConfig,
     "run": RunConfig,
+    "evaluation": EvaluationConfig,
 }
 TOP_LEVEL_KEYS = frozenset({"stage"})
 
