@@ -150,7 +150,8 @@ def _register_children(registry: kopf.OperatorRegistry, reconcile: Callable[...,
 
 
 def _register_chaining(registry: kopf.OperatorRegistry, reconcile: Callable[..., None]) -> None:
-    """When a FineTuneJob or ModelExport changes phase, reconcile everything that references it."""
+    """When a FineTuneJob or ModelExport changes phase, or a FineTuneJob's scores change, reconcile everything
+    that references it."""
     consumers = (("FineTuneJob", "finetunejobs_by_ref"), ("ModelExport", "modelexports_by_ref"),
                  ("InferenceService", "inferenceservices_by_ref"))
     for source in (kinds.FINETUNEJOB, kinds.MODELEXPORT):
@@ -164,3 +165,6 @@ def _register_chaining(registry: kopf.OperatorRegistry, reconcile: Callable[...,
 
         kopf.on.field(source.group, source.version, source.plural, field="status.phase", id="chain",
                       registry=registry)(on_phase)  # type: ignore[arg-type]
+        if source is kinds.FINETUNEJOB:  # scores may arrive after Succeeded: exports gated on them re-check
+            kopf.on.field(source.group, source.version, source.plural, field="status.evaluation",
+                          id="chain-evaluation", registry=registry)(on_phase)  # type: ignore[arg-type]

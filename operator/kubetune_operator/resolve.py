@@ -44,8 +44,9 @@ class Unresolved:
 
     @property
     def final(self) -> bool:
-        """A failed upstream never recovers (its spec is immutable); waiting and not-found may."""
-        return self.reason == Reason.SOURCE_FAILED
+        """A failed upstream never recovers (its spec is immutable), nor does a score below the minimum; waiting
+        and not-found may."""
+        return self.reason in (Reason.SOURCE_FAILED, Reason.SCORE_BELOW_MINIMUM)
 
 
 Resolution = Artifact | Unresolved

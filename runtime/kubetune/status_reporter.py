@@ -6,7 +6,8 @@ with ``KUBETUNE_KUBECONFIG`` (a kubeconfig file, for tests and debugging) or els
 (token and CA under /var/run/secrets/kubernetes.io/serviceaccount, ``KUBERNETES_SERVICE_HOST``/``_PORT``).
 
 Each update is one JSON merge patch of the ``status`` subresource setting ``status.progress`` (and
-``status.latestCheckpoint`` once a complete checkpoint exists); the operator never writes those two fields.
+``status.latestCheckpoint`` once a complete checkpoint exists); after training, the benchmark scores of
+``spec.evaluation`` go into ``status.evaluation`` the same way. The operator never writes those three fields.
 
 RBAC footprint: ``patch`` (and ``get``) on ``finetunejobs/status`` in the pod's namespace only — the Role
 ``kubetune-runtime`` of manifests/tenant. It cannot change any spec, create objects, or read Secrets.
@@ -118,6 +119,13 @@ class FineTuneJobStatusSink:
         checkpoint = latest_checkpoint(self.output_dir, self.output_uri)
         if checkpoint:
             status["latestCheckpoint"] = checkpoint
+        self._patch(status)
+
+    def evaluation(self, evaluation: dict[str, Any]) -> None:
+        """Set ``status.evaluation`` (the benchmark scores of ``kubetune.eval.training.evaluation_status``)."""
+        self._patch({"evaluation": evaluation})
+
+    def _patch(self, status: dict[str, Any]) -> None:
         request = urllib.request.Request(self.url, data=json.dumps({"status": status}).encode(), method="PATCH",
                                          headers={"Content-Type": "application/merge-patch+json",
                                                   "Accept": "application/json"})

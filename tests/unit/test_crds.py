@@ -63,7 +63,7 @@ def test_names_columns_and_subresources():
         assert c["spec"]["names"]["categories"] == ["kubetune"]
         assert c["spec"]["versions"][0]["subresources"]["status"] == {}
     ftj_cols = [c["name"] for c in by_kind["FineTuneJob"]["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert ftj_cols[:7] == ["Stage", "Method", "Model", "Phase", "Progress", "Loss", "Age"]
+    assert ftj_cols[:8] == ["Stage", "Method", "Model", "Phase", "Progress", "Loss", "Score", "Age"]
     scale = by_kind["InferenceService"]["spec"]["versions"][0]["subresources"]["scale"]
     assert scale["specReplicasPath"] == ".spec.replicas"
 

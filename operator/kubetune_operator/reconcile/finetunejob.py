@@ -50,10 +50,11 @@ def references(job: FineTuneJob) -> list[Ref]:
 
 
 def read_uris(job: FineTuneJob, resolutions: list[Resolution]) -> tuple[str, ...]:
-    """Every location the pods read: models (resolved), datasets and dataset registries."""
+    """Every location the pods read: models (resolved), datasets, dataset registries and benchmark folders."""
     uris = [r.uri for r in resolutions if isinstance(r, Artifact)]
     for ds in [*job.spec.datasets, *(job.spec.eval_datasets or [])]:
         uris += [u for u in (ds.uri, ds.registry_uri) if u]
+    uris += [b.task_dir for b in (job.spec.evaluation.benchmarks if job.spec.evaluation else [])]
     return tuple(uris)
 
 

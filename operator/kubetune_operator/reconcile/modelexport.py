@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from kubetune.api.common import ArtifactType
 from kubetune.api.modelexport import ModelExport, QuantMethod
 from kubetune.uris import UriError
+from kubetune_operator.gate import score_gate
 from kubetune_operator.kinds import JOB, MODELEXPORT
 from kubetune_operator.kube import Invalid
 from kubetune_operator.meta import output_dir
@@ -51,6 +52,9 @@ def export_inputs(body: dict[str, Any], mexp: ModelExport,
     found = resolve_ref(ref, fetched.get(ref))
     if isinstance(found, Unresolved):
         return found
+    blocked = score_gate(source.min_score, ref, fetched.get(ref))
+    if blocked is not None:
+        return blocked
     if found.artifact_type == ArtifactType.LORA_ADAPTER:
         base = source.model.uri if source.model else found.base_model_uri
         if not base:

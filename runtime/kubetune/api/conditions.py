@@ -36,6 +36,8 @@ class Reason(StrEnum):
     SOURCE_FAILED = "SourceFailed"
     SOURCE_NOT_FOUND = "SourceNotFound"
     WRONG_ARTIFACT_TYPE = "WrongArtifactType"
+    WAITING_FOR_SCORE = "WaitingForScore"
+    SCORE_BELOW_MINIMUM = "ScoreBelowMinimum"
     # lifecycle
     CREATED = "Created"
     PENDING = "Pending"

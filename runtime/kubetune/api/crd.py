@@ -71,6 +71,7 @@ KINDS: tuple[Kind, ...] = (
             Column("Phase", ".status.phase"),
             Column("Progress", ".status.progress.percent", "integer", "Percent of optimizer steps done."),
             Column("Loss", ".status.progress.loss"),
+            Column("Score", ".status.evaluation.score", "number", "Main benchmark score (percent)."),
             AGE,
             Column("Output", ".status.output.uri", priority=1),
             Column("Reason", ".status.reason", priority=1),

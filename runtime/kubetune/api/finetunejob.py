@@ -20,6 +20,7 @@ from kubetune.api.common import (
     Uri,
 )
 from kubetune.api.conditions import FineTuneJobPhase
+from kubetune.api.evaluation import EvaluationSpec, EvaluationStatus
 
 
 class Stage(StrEnum):
@@ -386,6 +387,9 @@ class FineTuneJobSpec(Scheduling):
     launcher: Launcher = Field(
         Launcher.PYTORCHJOB, description="pytorchjob (Kubeflow training-operator) or job (indexed Job + Service)."
     )
+    evaluation: EvaluationSpec | None = Field(
+        None, description="Benchmarks scored after training (and on the base model before, with baseline)."
+    )
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule("self.method != 'qlora' || has(self.quantization)",
@@ -450,6 +454,7 @@ class FineTuneJobStatus(ObjectStatus):
         None, description="When training finished.", json_schema_extra={"format": "date-time"}
     )
     output: ArtifactStatus | None = Field(None, description="The artifact written, once the job succeeded.")
+    evaluation: EvaluationStatus | None = Field(None, description="Benchmark scores (spec.evaluation).")
 
 
 class FineTuneJob(KubeModel):

@@ -20,6 +20,7 @@ from kubetune.api.common import (
     Uri,
 )
 from kubetune.api.conditions import ModelExportPhase
+from kubetune.api.evaluation import MinScore
 
 
 class ExportDtype(StrEnum):
@@ -55,6 +56,7 @@ class ExportSource(KubeModel):
         description="The base model. With a fineTuneJobRef it overrides the recorded base, e.g. a bf16 base "
         "after qlora.",
     )
+    min_score: float | None = MinScore
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
@@ -66,6 +68,9 @@ class ExportSource(KubeModel):
         ),
         CelRule("!has(self.adapter) || has(self.model)", "adapter needs model: the base it was trained on",
                 ".model"),
+        CelRule("!has(self.minScore) || has(self.fineTuneJobRef)",
+                "minScore gates a fineTuneJobRef source: it compares that FineTuneJob's status.evaluation.score",
+                ".minScore"),
     )
 
 

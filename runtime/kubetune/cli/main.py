@@ -28,7 +28,7 @@ COMMANDS: dict[str, Command] = {
     "api": Command("kubetune.serve.cli", "alias of serve"),
     "adapters": Command("kubetune.serve.adapters_cli", "load and unload LoRA adapters in a running vLLM server"),
     "chat": Command("kubetune.chat.cli", "chat with a model in the terminal"),
-    "eval": Command("kubetune.evaluate.cli", "evaluate a model on a dataset"),
+    "eval": Command("kubetune.eval.cli", "score a model on a multiple-choice benchmark (MMLU-style)"),
     "run": Command("kubetune.local.cli", "run FineTuneJob/ModelExport/InferenceService files on this machine"),
     "convert": Command("kubetune.config.convert", "print the FineTuneJob equivalent to a LLaMA-Factory YAML"),
     "validate": Command("kubetune.cli.validate", "validate kubetune resources and runtime configs"),

@@ -11,6 +11,7 @@ import difflib
 from pydantic import BaseModel
 
 from kubetune.config.data_args import DataConfig
+from kubetune.config.eval_args import EvaluationConfig
 from kubetune.config.hf_keys import HF_TRAINING_KEYS
 from kubetune.config.method_args import MethodConfig, PreferenceConfig
 from kubetune.config.model_args import GenerationConfig, ModelConfig
@@ -26,6 +27,7 @@ GROUPS: dict[str, type[BaseModel]] = {
     "training": TrainingConfig,
     "distributed": DistributedConfig,
     "run": RunConfig,
+    "evaluation": EvaluationConfig,
 }
 TOP_LEVEL_KEYS = frozenset({"stage"})
 
@@ -59,7 +61,7 @@ UNSUPPORTED: dict[str, str] = {
     **dict.fromkeys(("media_dir", "crop_to_patches", "use_audio_in_video", "freeze_vision_tower",
                      "freeze_multi_modal_projector", "freeze_language_model"), "multimodal training"),
     **dict.fromkeys(("streaming", "buffer_size"), "streaming datasets"),
-    **dict.fromkeys(("eval_num_beams", "predict_with_generate", "generation_max_length", "generation_num_beams",
+    **dict.fromkeys(("eval_num_beams", "generation_max_length", "generation_num_beams",
                      "generation_config", "sortish_sampler", "compute_accuracy"),
                     "generation during evaluation; use kubetune eval"),
     **dict.fromkeys(("pure_bf16",), "pure bf16 training; use bf16 mixed precision"),

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kubetune.config.base import ConfigGroup
 from kubetune.config.data_args import DataConfig
+from kubetune.config.eval_args import EvaluationConfig
 from kubetune.config.method_args import MethodConfig, PreferenceConfig
 from kubetune.config.model_args import GenerationConfig, ModelConfig
 from kubetune.config.training_args import DistributedConfig, TrainingConfig
@@ -51,6 +52,7 @@ class RuntimeConfig(BaseModel):
     training: TrainingConfig
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @model_validator(mode="after")
     def _stage_rules(self) -> RuntimeConfig:
@@ -70,6 +72,19 @@ class RuntimeConfig(BaseModel):
         if stage == "kto" and self.training.per_device_train_batch_size < 2:
             raise ValueError("per_device_train_batch_size must be at least 2 for stage kto: the KL term is estimated "
                              "from mismatched prompt/answer pairs within a batch")
+        if self.evaluation.eval_benchmarks and stage in ("rm", "ppo"):
+            raise ValueError(f"eval_benchmarks (spec.evaluation) score causal LMs trained by pt, sft, dpo or kto, "
+                             f"not stage {stage}")
+        if self.training.predict_with_generate and stage != "sft":
+            raise ValueError(f"predict_with_generate only applies to stage sft, not {stage}")
+        if self.wants_predictions and not (data.val_size or data.eval_dataset):
+            raise ValueError("do_predict with predict_with_generate needs evaluation examples: set val_size or "
+                             "eval_dataset")
         if not data.dataset and not data.tokenized_path:
             raise ValueError("dataset is required (or tokenized_path pointing at a tokenized dataset)")
         return self
+
+    @property
+    def wants_predictions(self) -> bool:
+        """do_predict + predict_with_generate: generate for the evaluation examples after training and score them."""
+        return self.training.predict_with_generate and bool((self.training.model_extra or {}).get("do_predict"))

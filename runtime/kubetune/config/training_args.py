@@ -12,7 +12,8 @@ from kubetune.config.base import ConfigGroup
 from kubetune.config.hf_keys import HF_TRAINING_KEYS
 
 # Keys of TrainingConfig that transformers does not know: kubetune/LLaMA-Factory additions handled by the runtime.
-NON_HF_TRAINING_KEYS = frozenset({"overwrite_output_dir", "plot_loss", "precision", "warmup_ratio"})
+NON_HF_TRAINING_KEYS = frozenset({"overwrite_output_dir", "plot_loss", "precision", "warmup_ratio",
+                                  "predict_with_generate"})
 DEEPSPEED_PRESETS = ("ds_z0", "ds_z2", "ds_z2_offload", "ds_z3", "ds_z3_offload")
 _PRESET = re.compile(r"^ds_z([023])(_offload)?$")
 
@@ -56,6 +57,9 @@ class TrainingConfig(ConfigGroup):
     precision: Literal["auto", "bf16", "fp16", "fp32"] | None = Field(
         None, description="kubetune: auto picks bf16 where supported; unset follows bf16/fp16 (else fp32)."
     )
+    predict_with_generate: bool = Field(
+        False, description="With do_predict (sft): after training, generate an answer for every evaluation example "
+        "and write generated_predictions.jsonl and BLEU-4 / ROUGE scores (predict_results.json).")
     gradient_checkpointing: bool = Field(True, description="Recompute activations to save memory.")
     report_to: str | list[str] = Field("none", description="Experiment trackers (none, tensorboard, wandb, ...).")
     resume_from_checkpoint: str | None = Field(None, description="Checkpoint directory to resume from.")

@@ -163,6 +163,18 @@ def build_datasets(cfg: RuntimeConfig, tokenizer: Any, stage: str | None = None)
     return DatasetBundle(train, eval_, _collator(cfg, stage, tokenizer), stats)
 
 
+def eval_examples(cfg: RuntimeConfig, stage: str | None = None) -> list[Example]:
+    """The evaluation examples, untokenized: ``eval_dataset``, else the ``val_size`` rows held out of ``dataset``
+    (the same rows :func:`build_datasets` holds out, for the same seed)."""
+    stage = stage or cfg.stage
+    stats = DataStats()
+    eval_src = resolve_sources(cfg.data.eval_dataset or [], cfg.data)
+    if eval_src:
+        return _load(eval_src, cfg, stage, stats)
+    return split_eval(_load(resolve_sources(cfg.data.dataset or [], cfg.data), cfg, stage, stats),
+                      cfg.data.val_size, cfg.training.seed)[1]
+
+
 def _collator(cfg: RuntimeConfig, stage: str, tokenizer: Any) -> Any:
     if stage not in ("pt", "sft"):
         return None

@@ -12,6 +12,7 @@ import traceback
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import ModelExportPhase as P
 from kubetune.api.conditions import Reason as R
+from kubetune.api.evaluation import score_verdict
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy, read_manifest
 from kubetune.local.context import LocalContext, Outcome
@@ -45,6 +46,14 @@ def export_inputs(mexp: ModelExport, source: Artifact, resolver: UriResolver) ->
     return base, [artifact_dir], source.base_model_uri
 
 
+def score_gate(min_score: float | None, job: str, namespace: str, ctx: LocalContext,
+               found: Artifact) -> Artifact | Unresolved:
+    """``spec.source.minScore`` against the FineTuneJob's recorded ``status.evaluation``, as the operator decides."""
+    record = ctx.work.load((namespace, "FineTuneJob", job))
+    verdict = score_verdict(min_score, "FineTuneJob", job, record.status if record else None)
+    return found if verdict is None else Unresolved(*verdict)
+
+
 def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact | None:
     mexp = obj.resource
     assert isinstance(mexp, ModelExport)
@@ -53,6 +62,8 @@ def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact 
         assert source.model is not None
         return Artifact(uri=source.model.uri)
     resolution = resolve_source(source, obj.namespace, ctx.work)
+    if isinstance(resolution, Artifact) and source.fine_tune_job_ref is not None:
+        resolution = score_gate(source.min_score, source.fine_tune_job_ref.name, obj.namespace, ctx, resolution)
     if isinstance(resolution, Unresolved):
         phase = P.FAILED if resolution.final else P.WAITING_FOR_SOURCE
         conds = [ACCEPTED, Cond(T.SOURCE_READY, False, resolution.reason, resolution.message)]

@@ -140,7 +140,7 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
                 [ACCEPTED, INPUTS_READY, Cond(T.RUNNING, True, R.RUNNING, message), *restart_conditions(record)],
                 startTime=record.status.get("startTime") or now_text(),
                 restarts=int(record.status.get("restarts") or 0) + int(restarted),
-                output=None, completionTime=None)
+                output=None, completionTime=None, evaluation=None)
     return _train(cfg, tracker, ctx, output_dir, output_uri)
 
 

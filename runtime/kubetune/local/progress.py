@@ -37,3 +37,7 @@ class LocalProgressSink:
         self.tracker.update(**fields)
         if self.say is not None:
             self.say(progress_line(self.tracker.ref, fields["progress"]))
+
+    def evaluation(self, evaluation: dict[str, Any]) -> None:
+        """``status.evaluation`` of the record, as the training pod's sink sets it on the FineTuneJob."""
+        self.tracker.update(evaluation=evaluation)

@@ -43,14 +43,15 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Unresolved:
-    """An input that cannot be used: ``reason`` is WaitingForSource, SourceFailed or SourceNotFound."""
+    """An input that cannot be used: ``reason`` is WaitingForSource, SourceFailed or SourceNotFound (or, for a
+    ModelExport's score gate, WaitingForScore or ScoreBelowMinimum)."""
 
     reason: Reason
     message: str
 
     @property
     def final(self) -> bool:
-        return self.reason != Reason.WAITING_FOR_SOURCE
+        return self.reason not in (Reason.WAITING_FOR_SOURCE, Reason.WAITING_FOR_SCORE)
 
 
 Resolution = Artifact | Unresolved

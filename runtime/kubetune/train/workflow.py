@@ -137,6 +137,7 @@ def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: Pre
             ctx.say(f"all {steps} steps are in {run.resume.name}; writing the final artifact from it")
     if trained_before:
         trainer.add_callback(StopBeforeAnyStep())
+    baseline = score_declared(cfg, ctx, trainer.model, run.tokenizer) if main and cfg.evaluation.eval_baseline else None
     try:
         output = trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
         metrics = {} if trained_before else dict(output.metrics)  # nothing was trained in this process
@@ -144,11 +145,53 @@ def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: Pre
         metrics = {}
     if trainer.eval_dataset is not None and args.eval_strategy != "no":
         metrics |= trainer.evaluate()
+    if cfg.wants_predictions and main:  # before save_final: the files belong to the artifact, the manifest is last
+        metrics |= predict_eval_examples(cfg, trainer.model, run.tokenizer, run.output_dir)
+    if cfg.evaluation.eval_benchmarks and main:  # before save_final, like the predictions
+        metrics |= evaluate_trained(cfg, ctx, trainer.model, run, baseline)
     save_final(trainer, cfg, run.output_dir, metrics)
     return TrainResult(output_dir=run.output_dir, artifact_type=artifact_type(cfg.method.finetuning_type),
                        global_step=trainer.state.global_step, train_loss=metrics.get("train_loss"),
                        last_loss=last_logged_loss(trainer.state.log_history), resumed_from=run.resume,
                        metrics=metrics)
+
+
+def predict_eval_examples(cfg: RuntimeConfig, model: Any, tokenizer: Any, output_dir: Path) -> dict[str, float]:
+    """``do_predict`` + ``predict_with_generate``: generated_predictions.jsonl and BLEU/ROUGE in ``output_dir``."""
+    from kubetune.data.bundle import eval_examples
+    from kubetune.eval.predict import predict_and_score
+
+    was_training = model.training
+    model.eval()
+    try:
+        return predict_and_score(model, tokenizer, eval_examples(cfg), template=cfg.data.template,
+                                 gen=cfg.generation, out_dir=output_dir,
+                                 batch_size=cfg.training.per_device_eval_batch_size)
+    finally:
+        model.train(was_training)
+
+
+def score_declared(cfg: RuntimeConfig, ctx: TrainContext, model: Any, tokenizer: Any) -> list[Any]:
+    """The declared benchmarks (``eval_benchmarks``) scored on ``model`` as it is now."""
+    from kubetune.eval.training import score_benchmarks
+
+    return score_benchmarks(model, tokenizer, cfg.evaluation.eval_benchmarks, cfg.model.model_name_or_path,
+                            cfg.data.template, ctx.say)
+
+
+def evaluate_trained(cfg: RuntimeConfig, ctx: TrainContext, model: Any, run: PreparedRun,
+                     baseline: list[Any] | None) -> dict[str, float]:
+    """Score the trained model, write ``eval/`` and report ``status.evaluation``; returns the manifest metrics."""
+    from kubetune.eval import training as ev
+
+    results = score_declared(cfg, ctx, model, run.tokenizer)
+    scores = ev.scores_of(results)
+    base = ev.scores_of(baseline) if baseline else None
+    status = ev.evaluation_status(scores, base)
+    ev.write_eval_files(run.output_dir, results, status)
+    ctx.say(ev.summary_line(status))
+    ev.report(ctx.sinks, status, ctx.say)
+    return ev.manifest_metrics(scores, base)
 
 
 def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:

@@ -143,6 +143,15 @@ def _distributed(spec: FineTuneJobSpec, extra: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def _evaluation(spec: FineTuneJobSpec, resolve: Resolve) -> dict[str, Any]:
+    """spec.evaluation as the runtime's eval_benchmarks (task folders resolved) and eval_baseline."""
+    if spec.evaluation is None:
+        return {}
+    benchmarks = [{"task": b.task, "task_dir": resolve(b.task_dir), "n_shot": b.n_shot, "lang": b.lang,
+                   "batch_size": b.batch_size} for b in spec.evaluation.benchmarks]
+    return {"eval_benchmarks": benchmarks, "eval_baseline": spec.evaluation.baseline}
+
+
 def spec_to_flat(job: FineTuneJob, *, output_dir: str, resolve: Resolve,
                  resolve_ref: ResolveRef | None = None) -> dict[str, Any]:
     """The flat runtime keys a FineTuneJob spec sets (extraArgs not included)."""
@@ -173,6 +182,7 @@ def spec_to_flat(job: FineTuneJob, *, output_dir: str, resolve: Resolve,
     if spec.training.eval_steps is not None:
         flat["eval_strategy"] = "steps"
     flat.update(_distributed(spec, spec.extra_args or {}))
+    flat.update(_evaluation(spec, resolve))
     return {k: v for k, v in flat.items() if v is not None}
 
 
