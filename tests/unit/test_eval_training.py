@@ -8,7 +8,7 @@ import pytest
 from kubetune.api.evaluation import score_verdict
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.config import ConfigError, config_from_flat
-from kubetune.config.mapping import runtime_config_from_finetunejob
+from kubetune.config.mapping.train import runtime_config_from_finetunejob
 from kubetune.eval.training import EvaluationSink, evaluation_status, manifest_metrics, report, summary_line
 from kubetune.local.progress import LocalProgressSink
 from kubetune.status_reporter import FineTuneJobStatusSink

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kubetune.cli.configfile import ConfigError, parse_overrides, read_document, validate
+from kubetune.config.files import ConfigError, parse_overrides, read_document, validate
 from kubetune.eval.config import EvalConfig
 
 
