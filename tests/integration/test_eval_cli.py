@@ -56,6 +56,7 @@ def _eval(tmp_path: Path, model: Path, save: str, **keys) -> dict:
     config = {"model_name_or_path": str(model), "template": "empty", "task": "tiny_test",
               "task_dir": str(small_benchmark(tmp_path / "evaluation")), "n_shot": 1, "batch_size": 2,
               "save_dir": str(tmp_path / save), **keys}
+    config = {k: v for k, v in config.items() if v is not None}
     path = tmp_path / f"{save}.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["eval", str(path)]) == 0
@@ -112,3 +113,41 @@ def test_errors_name_the_problem(tiny_llama, tmp_path, capsys):
     config.write_text(f"model_name_or_path: {tiny_llama}\ntask: tiny_test\nn_shots: 5\n")
     assert main(["eval", str(config)]) == 2
     assert "c.yaml:3" in capsys.readouterr().err
+
+
+def _greedy(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    """One prompt alone (no batch, no padding), greedy, template ``empty``: the prompt's own tokens."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.eos_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
+    new = out[0, len(ids):].tolist()
+    if tokenizer.eos_token_id in new:
+        new = new[: new.index(tokenizer.eos_token_id)]
+    return tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_generation_scores_greedy_answers_against_references(tiny_llama, tmp_path, capsys):
+    """References built from the model's own greedy answers: one equal, one with two extra words, one disjoint."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    prompts = ["reverse: water time house", "sort: world boy animal", "Translate\nchat"]
+    answers = [_greedy(model, tokenizer, p, 6) for p in prompts]
+    words = len(answers[1].split())
+    assert words and all(a.strip() for a in answers)  # the fixture model says something
+    refs = [answers[0], answers[1] + " zzqx qqzx", "zzqx"]
+    rows = [{"instruction": "reverse: water time house", "input": "", "output": refs[0]},
+            {"instruction": "sort: world boy animal", "output": refs[1]},
+            {"instruction": "Translate", "input": "chat", "output": refs[2]}]
+    data = tmp_path / "heldout.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results = _eval(tmp_path, tiny_llama, "gen", task_type="generation", dataset=str(data), max_new_tokens=6,
+                    batch_size=2, task=None)
+    assert results["task"] == "heldout"
+    assert [p["predict"] for p in results["predictions"]] == [a.strip() for a in answers]
+    # exact: 1 of 3; F1: row 1 is 1, row 2 has P 1 and R words/(words+2), row 3 is 0 (disjoint words)
+    f1_row2 = 2 * (words / (words + 2)) / (1 + words / (words + 2))
+    assert (results["exact_match"], results["score"]) == (33.33, 33.33)
+    assert results["f1"] == round(100 * (1 + f1_row2) / 3, 2)
+    assert "exact_match:  33.33  (1/3)" in capsys.readouterr().out

@@ -39,6 +39,12 @@ def run(args: argparse.Namespace, command: str) -> int:
         print(f"save_dir {config.save_dir} already exists; results are never overwritten: choose another folder",
               file=sys.stderr)
         return 2
+    if config.task_type == "generation":
+        return run_generation(config)
+    if config.task_type == "harness":
+        from kubetune.eval.harness import run_harness
+
+        return run_harness(config)
     from kubetune.artifacts import ArtifactError
     from kubetune.eval.benchmark import BenchmarkError, load_benchmark
 
@@ -65,4 +71,37 @@ def run(args: argparse.Namespace, command: str) -> int:
     print(table(result))
     if config.save_dir:
         print(f"results in {write_results(result, config.save_dir)}")
+    return 0
+
+
+def run_generation(config: EvalConfig) -> int:
+    """`task_type: generation`: greedy answers to the dataset's instructions, exact match and word F1."""
+    from kubetune.artifacts import ArtifactError
+    from kubetune.eval.benchmark import BenchmarkError
+    from kubetune.eval.generation import GenerationResult, read_references
+
+    try:  # the dataset is checked before the model is loaded
+        references = read_references(config.dataset or "")
+    except BenchmarkError as exc:
+        print(f"kubetune eval: {exc}", file=sys.stderr)
+        return 2
+    from kubetune.eval.generation import generate_answers, table, write_generation_results
+    from kubetune.eval.model import load_model
+    from kubetune.model.chatformat import ChatFormatError
+
+    try:
+        model, tokenizer = load_model(config)
+    except (ArtifactError, OSError, ValueError) as exc:
+        print(f"kubetune eval: cannot load the model: {exc}", file=sys.stderr)
+        return 1
+    try:
+        answers = generate_answers(model, tokenizer, references, template=config.template,
+                                   max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
+    except ChatFormatError as exc:
+        print(f"kubetune eval: {exc}", file=sys.stderr)
+        return 2
+    result = GenerationResult(config.task or "", tuple(references), tuple(answers))
+    print(table(result))
+    if config.save_dir:
+        print(f"results in {write_generation_results(result, config.save_dir)}")
     return 0
