@@ -1,9 +1,12 @@
 """`make demo`: train, export and serve a tiny model offline on CPU, then ask it questions it never saw.
 
 1. Build the base model (random weights, committed tokenizer) and the datasets into the local pvc root.
-2. Serve the untrained base model with `kubetune run` and ask it the held-out questions: the "before" accuracy.
+2. Score the untrained base model on the held-out questions with `kubetune eval`: the "before" accuracy.
 3. `kubetune run finetunejob.yaml modelexport.yaml inferenceservice.yaml`: LoRA fine-tuning, merge, serve.
-4. Ask the served model the same held-out questions through the openai client: the "after" accuracy.
+4. Score the served export on the same questions with `kubetune eval` (the "after" accuracy) and ask the endpoint
+   one of them through the openai client.
+
+Both accuracies are `kubetune eval`'s generation benchmark (greedy answers, exact match; see docs/evaluation.md).
 
 Everything lives under ``.kubetune/`` (the work dir; ``pvc://`` is ``.kubetune/pvc``). Running the demo again
 reuses what finished (the FineTuneJob and ModelExport are not repeated); ``--fresh`` starts over.
@@ -12,6 +15,7 @@ reuses what finished (the FineTuneJob and ModelExport are not repeated); ``--fre
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -24,19 +28,10 @@ sys.path.insert(0, str(HERE))
 
 from endpoint import Answer, accuracy, ask_all, free_port, serving  # noqa: E402
 from prepare import BASE_MODEL, TRAIN_SIZE, prepare  # noqa: E402
+from scoring import score  # noqa: E402
 from tasks import OPERATIONS, read_jsonl  # noqa: E402
 
 RESOURCES = [HERE / "finetunejob.yaml", HERE / "modelexport.yaml", HERE / "inferenceservice.yaml"]
-BASELINE = """\
-apiVersion: kubetune.io/v1alpha1
-kind: InferenceService
-metadata: {name: quickstart-untrained}
-spec:
-  model: {uri: pvc://models/quickstart-base}
-  servedModelName: quickstart-untrained
-  engine: {backend: hf}
-  resources: {gpusPerReplica: 0}
-"""
 # One thread per process: on two shared cores, torch's default of one thread per core loses far more to
 # oversubscription than it gains (see bench/ and the README's figures). Set OMP_NUM_THREADS to override.
 THREADS = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TOKENIZERS_PARALLELISM": "false"}
@@ -66,6 +61,12 @@ def by_operation(before: list[Answer], after: list[Answer]) -> list[str]:
     return out
 
 
+def export_dir(work_dir: Path) -> Path:
+    """The merged model the InferenceService serves (the ModelExport's output in its local record)."""
+    record = json.loads((work_dir / "objects" / "default" / "ModelExport" / "quickstart-merged.json").read_text())
+    return work_dir / "pvc" / record["status"]["output"]["uri"].removeprefix("pvc://")
+
+
 def loss_curve(work_dir: Path) -> Path | None:
     found = sorted((work_dir / "pvc" / "models" / "quickstart").glob("quickstart-sft-*/training_loss.png"))
     return found[-1] if found else None
@@ -92,24 +93,24 @@ def main() -> int:
     print(f"base model   pvc://{BASE_MODEL}\ntraining     {train}\nheld out     {heldout_file} "
           f"({len(heldout)} questions never seen in training)")
 
-    banner("2/4 the untrained model answers the held-out questions (kubetune run, openai client)")
-    baseline = work / "baseline" / "inferenceservice.yaml"
-    baseline.parent.mkdir(parents=True, exist_ok=True)
-    baseline.write_text(BASELINE)
-    with serving([baseline], work_dir=work, service="quickstart-untrained", port=free_port()) as url:
-        before = ask_all(url, "quickstart-untrained", heldout)
+    banner("2/4 the untrained model answers the held-out questions (kubetune eval, task_type generation)")
+    before_score, before = score(work / "pvc" / BASE_MODEL, heldout_file, work / "eval" / "untrained")
+    print(f"results      {work / 'eval' / 'untrained' / 'results.json'}")
     marks.append(("untrained answers", time.monotonic()))
 
     banner("3/4 kubetune run finetunejob.yaml modelexport.yaml inferenceservice.yaml")
     with serving(RESOURCES, work_dir=work, service="quickstart", port=free_port()) as url:
         marks.append(("train, export, serve", time.monotonic()))
-        banner(f"4/4 the trained model answers the same questions at {url}")
-        after = ask_all(url, "quickstart", heldout)
+        banner(f"4/4 the trained model answers the same questions (kubetune eval on the export served at {url})")
+        after_score, after = score(export_dir(work), heldout_file, work / "eval" / "trained")
+        print(f"results      {work / 'eval' / 'trained' / 'results.json'}")
+        served = ask_all(url, "quickstart", heldout[:1])[0]
+        print(f"endpoint     {served.question!r} -> {served.answer.strip()!r}")
         marks.append(("trained answers", time.monotonic()))
 
     elapsed = time.monotonic() - started
     banner("result")
-    print(f"held-out exact-match accuracy (greedy): untrained {accuracy(before):.1%}  ->  trained {accuracy(after):.1%}"
+    print(f"held-out exact-match accuracy (greedy): untrained {before_score:.1%}  ->  trained {after_score:.1%}"
           f"  ({len(heldout)} questions)")
     print("by operation: " + "   ".join(by_operation(before, after)))
     print("sample answers:\n" + samples(before, after, 5))
@@ -118,7 +119,7 @@ def main() -> int:
     steps = "  ".join(f"{name} {end - start:.0f}s" for (_, start), (name, end) in pairwise(marks))
     print(f"elapsed      {elapsed / 60:.1f} min ({steps}; `time make demo` adds the environment)")
     print(f"records      {sys.executable.rsplit('/', 1)[0]}/kubetune run --list --work-dir {args.work_dir}")
-    return 0 if accuracy(after) > accuracy(before) else 1
+    return 0 if after_score > before_score else 1
 
 
 if __name__ == "__main__":
