@@ -25,7 +25,7 @@ from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-TASKS = ROOT / "examples" / "evaluation"
+TASKS = ROOT / "examples" / "evaluation" / "harness-tasks"
 TASK = "kubetune_words_generate"
 
 

@@ -105,7 +105,7 @@ def test_example_runs_through_pytorchjob_to_succeeded(cluster, operator, namespa
     assert {"Running", "Succeeded"} <= set(reasons), reasons
 
     table = cluster.kubectl("get", "finetunejobs", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "STAGE", "METHOD", "MODEL", "PHASE", "PROGRESS", "LOSS", "AGE"]
+    assert table[0].split() == ["NAME", "STAGE", "METHOD", "MODEL", "PHASE", "PROGRESS", "LOSS", "SCORE", "AGE"]
     assert table[1].split()[:5] == ["support-sft", "sft", "lora", "hf://Qwen/Qwen2.5-7B-Instruct", "Succeeded"]
     wide = cluster.kubectl("get", "finetunejobs", "-n", namespace, "-o", "wide").stdout
     assert out in wide

@@ -125,7 +125,7 @@ def test_every_rendered_pod_is_admitted_where_restricted_is_enforced(cluster, na
             result = cluster.apply(pod, check=False)
             assert result.returncode == 0 and "violate" not in result.stderr, (name, result.stderr)
             admitted.append(pod["metadata"]["name"])
-    assert len(admitted) == 6  # PyTorchJob Master + Worker, indexed Job, export Job, hf and vLLM servers
+    assert len(admitted) == 7  # PyTorchJob Master + Worker, indexed Job, export Job, hf, vLLM, vLLM with adapters
 
     (_, template), *_ = pod_templates(all_children(namespace)["export"])
     template["spec"].pop("securityContext")

@@ -327,7 +327,8 @@ def test_llamafactory_dpo_example_runs_unchanged(tiny_llama, tmp_path, monkeypat
 def test_configs_that_cannot_work_exit_2_naming_the_key(tiny_llama, data_dir, tmp_path, capsys):
     untagged = write_config(tmp_path / "kto.yaml", tiny_llama, data_dir, stage="kto", dataset="kto_untagged")
     assert kubetune_main(["train", str(untagged), "--no-progress"]) == 2
-    assert "dataset kto_untagged: stage kto needs a kto_tag column" in capsys.readouterr().err
+    err = capsys.readouterr().err  # checked before the model loads, located at the dataset file and row
+    assert "kto.json:row 1: stage kto needs a kto_tag column" in err and str(untagged) in err
     not_a_reward_model = write_config(tmp_path / "ppo.yaml", tiny_llama, data_dir, stage="ppo",
                                       reward_model=str(tiny_llama), reward_model_type="full")
     assert kubetune_main(["train", str(not_a_reward_model), "--no-progress"]) == 2

@@ -66,7 +66,7 @@ def wait_status(node: Node, namespace: str, name: str, until: Callable[[dict], b
 
 
 def intermediate_rows(rows: list[str]) -> list[tuple[int, float]]:
-    """(percent, loss) of rows showing a Running job part-way with a loss: NAME STAGE METHOD MODEL PHASE % LOSS AGE."""
+    """(percent, loss) of Running rows part-way with a loss: NAME STAGE METHOD MODEL PHASE % LOSS [SCORE] AGE."""
     seen = []
     for row in rows:
         cols = row.split()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ import yaml
 
 from tests.support.node import Node
 from tests.support.nodeconfig import local_pv
+from tests.support.operator import wait_for as poll
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -25,14 +25,8 @@ T = TypeVar("T")
 
 
 def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 1.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise TimeoutError(f"{what} not reached in {timeout_s:.0f}s (last: {last!r})")
+    """Poll ``probe`` until it returns something truthy (the node's pace: one probe a second by default)."""
+    return poll(probe, timeout_s, interval_s, what)
 
 
 def get(node: Node, resource: str, name: str, namespace: str) -> dict[str, Any] | None:

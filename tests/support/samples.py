@@ -16,6 +16,9 @@ DATE_TIME = "2026-01-02T03:04:05Z"
 STRING_CANDIDATES = ("True", "SampleReason", "hf://org/sample")
 
 
+MAP_KEY = "sample"  # the one key of every sample map
+
+
 def _constraint(info: FieldInfo, name: str) -> Any:
     for item in info.metadata:
         value = getattr(item, name, None)
@@ -49,8 +52,10 @@ def _value(name: str, annotation: Any, info: FieldInfo) -> Any:
     if origin is list:
         (item,) = typing.get_args(annotation)
         return [_value(name, item, FieldInfo())]
+    if origin is dict and typing.get_args(annotation)[1:] not in ((Any,), ()):
+        return {MAP_KEY: _value(name, typing.get_args(annotation)[1], FieldInfo())}
     if origin is dict or annotation is dict:
-        return {"sample": "value"}
+        return {MAP_KEY: "value"}
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return fill(annotation)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -77,18 +82,22 @@ def fill(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def leaf_paths(node: Any, prefix: str = "") -> set[str]:
-    """Dotted paths of every scalar in a JSON-shaped value (list items as ``[]``)."""
+    """Dotted paths of every scalar in a JSON-shaped value (list items as ``[]``, map values as ``{}``: a map's
+    keys are data, not fields)."""
     if isinstance(node, dict):
-        return set().union(*(leaf_paths(v, f"{prefix}.{k}") for k, v in node.items())) if node else {prefix}
+        return set().union(*(leaf_paths(v, f"{prefix}{{}}" if k == MAP_KEY else f"{prefix}.{k}")
+                             for k, v in node.items())) if node else {prefix}
     if isinstance(node, list):
         return set().union(*(leaf_paths(v, f"{prefix}[]") for v in node)) if node else {prefix}
     return {prefix}
 
 
 def schema_leaf_paths(schema: dict[str, Any], prefix: str = "") -> set[str]:
-    """Dotted paths of every scalar field an OpenAPI schema declares (list items as ``[]``)."""
+    """Dotted paths of every scalar field an OpenAPI schema declares (list items as ``[]``, map values as ``{}``)."""
     if "properties" in schema:
         return set().union(*(schema_leaf_paths(s, f"{prefix}.{k}") for k, s in schema["properties"].items()))
     if schema.get("type") == "array":
         return schema_leaf_paths(schema["items"], f"{prefix}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        return schema_leaf_paths(schema["additionalProperties"], f"{prefix}{{}}")
     return {prefix}

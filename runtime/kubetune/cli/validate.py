@@ -30,6 +30,7 @@ def run(args: argparse.Namespace, command: str) -> int:
 
 
 def _register_runtime_config() -> None:
-    """Runtime configs are validated by the runtime's config layer when it is installed."""
+    """Runtime and evaluation configs are validated by their own layers when they are installed."""
     with contextlib.suppress(ModuleNotFoundError):
         import kubetune.config.documents  # noqa: F401  (registers itself in EXTRA_VALIDATORS)
+        import kubetune.eval.documents  # noqa: F401  (registers itself first in EXTRA_VALIDATORS)
