@@ -1,0 +1,68 @@
+"""The operator and `kubetune run` are two executors of one lifecycle: given the same observations they must
+reach the same status. Each case feeds both executors the same upstream status and compares what they derive."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubetune.local.plan import load_objects
+from kubetune.local.sources import resolve_reference
+from kubetune.local.workdir import WorkDir
+from kubetune_operator.resolve import resolve_ref
+from tests.builders import make_finetunejob
+
+FAILED = {"phase": "Failed", "reason": "BackoffLimitExceeded", "message": "PyTorchJob sft failed",
+          "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                          "message": "pod sft-master-0 ran out of memory"}]}
+OUTPUT = {"uri": "pvc://models/sft-1a2b3c4d/", "artifactType": "lora-adapter",
+          "baseModel": {"uri": "hf://org/base", "revision": "main"}}
+
+UPSTREAMS: dict[str, dict[str, Any]] = {
+    "created": {},
+    "running": {"phase": "Running", "conditions": [{"type": "Running", "status": "True"}]},
+    "succeeded-without-output": {"phase": "Succeeded", "conditions": [{"type": "Succeeded", "status": "True"}]},
+    "failed": FAILED,
+    "failed-without-message": {"phase": "Failed", "conditions": [{"type": "Failed", "status": "True"}]},
+    "succeeded": {"phase": "Succeeded", "conditions": [{"type": "Succeeded", "status": "True"}], "output": OUTPUT},
+}
+
+
+def local_verdict(tmp_path: Path, status: dict[str, Any]) -> dict[str, Any]:
+    work = WorkDir(tmp_path / "work")
+    file = tmp_path / "ftj.yaml"
+    file.write_text(yaml.safe_dump(make_finetunejob("sft")))
+    record, _ = work.admit(load_objects([file])[0])
+    record.status = status
+    work.save(record)
+    found = asdict(resolve_reference("FineTuneJob", "sft", "default", work))
+    found.pop("base_dir", None)  # where a local producer's relative URIs are anchored: local only
+    return found
+
+
+@pytest.mark.parametrize("upstream", list(UPSTREAMS))
+def test_operator_and_local_run_reach_the_same_source_verdict(tmp_path, upstream):
+    status = UPSTREAMS[upstream]
+    in_cluster = asdict(resolve_ref(("FineTuneJob", "sft"), {"status": status}))
+    in_cluster.pop("base_dir", None)
+    local = local_verdict(tmp_path, status)
+    local.pop("absent_is_final", None)
+    in_cluster.pop("absent_is_final", None)
+    assert local == in_cluster
+
+
+def test_the_failed_upstream_is_named_with_its_failure():
+    found = resolve_ref(("FineTuneJob", "sft"), {"status": FAILED})
+    assert found.message == "FineTuneJob 'sft' failed: pod sft-master-0 ran out of memory" and found.final
+
+
+def test_a_missing_source_waits_in_the_cluster_and_stops_a_local_run(tmp_path):
+    """The one difference the executors state: a local run knows every object it will run."""
+    in_cluster = resolve_ref(("FineTuneJob", "sft"), None)
+    local = resolve_reference("FineTuneJob", "sft", "default", WorkDir(tmp_path / "work"))
+    assert in_cluster.reason == local.reason == "SourceNotFound"
+    assert not in_cluster.final and local.final
