@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from kubetune.lifecycle.conditions import Cond, apply_conditions
 from kubetune.local.plan import load_objects
 from kubetune.local.sources import resolve_reference
+from kubetune.local.status import Tracker
 from kubetune.local.workdir import WorkDir
 from kubetune_operator.resolve import resolve_ref
 from tests.builders import make_finetunejob
@@ -32,11 +34,16 @@ UPSTREAMS: dict[str, dict[str, Any]] = {
 }
 
 
-def local_verdict(tmp_path: Path, status: dict[str, Any]) -> dict[str, Any]:
-    work = WorkDir(tmp_path / "work")
+def admitted(work: WorkDir, tmp_path: Path):  # type: ignore[no-untyped-def]
     file = tmp_path / "ftj.yaml"
     file.write_text(yaml.safe_dump(make_finetunejob("sft")))
     record, _ = work.admit(load_objects([file])[0])
+    return record
+
+
+def local_verdict(tmp_path: Path, status: dict[str, Any]) -> dict[str, Any]:
+    work = WorkDir(tmp_path / "work")
+    record = admitted(work, tmp_path)
     record.status = status
     work.save(record)
     found = asdict(resolve_reference("FineTuneJob", "sft", "default", work))
@@ -66,3 +73,25 @@ def test_a_missing_source_waits_in_the_cluster_and_stops_a_local_run(tmp_path):
     local = resolve_reference("FineTuneJob", "sft", "default", WorkDir(tmp_path / "work"))
     assert in_cluster.reason == local.reason == "SourceNotFound"
     assert not in_cluster.final and local.final
+
+
+def test_operator_and_local_run_keep_the_same_conditions_through_a_run(tmp_path):
+    """Pending -> Running -> Succeeded as both executors record it: same transition times, and a condition keeps
+    its place when it changes (as metav1's SetStatusCondition does), whatever order a step lists them in."""
+    accepted = Cond("Accepted", True, "SpecValid", "spec is valid")
+    steps = [
+        ("t0", [accepted, Cond("Running", False, "Pending", "queued")]),
+        ("t1", [accepted, Cond("Running", True, "Running", "training")]),
+        ("t2", [Cond("Succeeded", True, "Succeeded", "done"), Cond("Running", False, "Succeeded", "done")]),
+    ]
+    work = WorkDir(tmp_path / "work")
+    record = admitted(work, tmp_path)
+    clock = iter(now for now, _ in steps)
+    tracker = Tracker(work, record, say=lambda _: None, clock=lambda: next(clock))
+    in_cluster: list[dict[str, Any]] = []
+    for now, conds in steps:
+        tracker.set("Running", "Running", "m", conds)
+        in_cluster = apply_conditions(in_cluster, conds, now, record.generation)
+    assert tracker.status["conditions"] == in_cluster
+    assert [c["type"] for c in in_cluster] == ["Accepted", "Running", "Succeeded"]
+    assert in_cluster[0]["lastTransitionTime"] == "t0"

@@ -8,9 +8,9 @@ from typing import Any
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import InferenceServicePhase as P
 from kubetune.api.conditions import Reason as R
+from kubetune.lifecycle.conditions import Cond, apply_conditions
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status.common import Rejection
-from kubetune_operator.status.conditions import Cond, apply_conditions
 
 SCALED_TO_ZERO = "ScaledToZero"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"

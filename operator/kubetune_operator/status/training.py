@@ -8,10 +8,10 @@ from typing import Any
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import FineTuneJobPhase as P
 from kubetune.api.conditions import Reason as R
+from kubetune.lifecycle.conditions import Cond, apply_conditions, get_condition
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status import launchers as L
 from kubetune_operator.status.common import Rejection
-from kubetune_operator.status.conditions import Cond, apply_conditions, get_condition
 
 OWNED = ("observedGeneration", "phase", "reason", "message", "conditions", "trainingJob", "restarts", "startTime",
          "completionTime", "output")
