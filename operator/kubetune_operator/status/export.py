@@ -9,6 +9,7 @@ from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import ModelExportPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle.conditions import Cond, apply_conditions
+from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status import launchers as L
 from kubetune_operator.status.common import Rejection
@@ -54,19 +55,15 @@ def derive_modelexport_status(prev: dict[str, Any] | None, obs: ExportObservatio
     prev = prev or {}
     phase: str
     status: dict[str, Any] = {"observedGeneration": obs.generation}
-    accepted = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
     if obs.rejection is not None:
         conds = [Cond(T.ACCEPTED, False, obs.rejection.reason, obs.rejection.message)]
         phase = P.FAILED if obs.rejection.final else P.PENDING
         reason, message = obs.rejection.reason, obs.rejection.message
     elif obs.unresolved is not None:
-        src = obs.unresolved
-        conds = [accepted, Cond(T.SOURCE_READY, False, src.reason, src.message)]
-        if src.final:
-            conds.append(Cond(T.FAILED, True, src.reason, src.message))
-        phase, reason, message = (P.FAILED if src.final else P.WAITING_FOR_SOURCE), src.reason, src.message
+        waiting = unresolved_status("ModelExport", obs.unresolved)
+        conds, phase, reason, message = waiting.conditions, waiting.phase, waiting.reason, waiting.message
     else:
-        conds = [accepted, Cond(T.SOURCE_READY, True, R.RESOLVED, "source resolved")]
+        conds = [ACCEPTED, Cond(T.SOURCE_READY, True, R.RESOLVED, "source resolved")]
         phase, job_conds, reason, message = _job_conditions(obs)
         conds += job_conds
         status["job"] = {"apiVersion": "batch/v1", "kind": "Job", "name": obs.job_name}

@@ -9,6 +9,7 @@ from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import FineTuneJobPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle.conditions import Cond, apply_conditions, get_condition
+from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status import launchers as L
 from kubetune_operator.status.common import Rejection
@@ -87,15 +88,10 @@ def derive_finetunejob_status(prev: dict[str, Any] | None, obs: TrainingObservat
         conds = [Cond(T.ACCEPTED, False, rej.reason, rej.message)]
         phase, reason, message = (P.FAILED if rej.final else P.PENDING), rej.reason, rej.message
     elif obs.unresolved is not None:
-        src = obs.unresolved
-        conds = [Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid"), Cond(T.INPUTS_READY, False, src.reason,
-                                                                              src.message)]
-        if src.final:
-            conds.append(Cond(T.FAILED, True, src.reason, src.message))
-        phase, reason, message = (P.FAILED if src.final else P.PENDING), src.reason, src.message
+        waiting = unresolved_status("FineTuneJob", obs.unresolved)
+        conds, phase, reason, message = waiting.conditions, waiting.phase, waiting.reason, waiting.message
     else:
-        conds = [Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid"),
-                 Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")]
+        conds = [ACCEPTED, Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")]
         phase, launcher_conds, reason, message = _launcher_conditions(obs, prev)
         conds += launcher_conds
         status["trainingJob"] = {"apiVersion": "kubeflow.org/v1" if obs.launcher_kind == "PyTorchJob" else "batch/v1",

@@ -15,6 +15,7 @@ from kubetune.api.conditions import Reason as R
 from kubetune.api.evaluation import score_verdict
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy, read_manifest
+from kubetune.lifecycle.inputs import unresolved_status
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.finetune import ACCEPTED, done_before, output_location, restart_conditions
 from kubetune.local.plan import LocalObject
@@ -65,11 +66,8 @@ def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact 
     if isinstance(resolution, Artifact) and source.fine_tune_job_ref is not None:
         resolution = score_gate(source.min_score, source.fine_tune_job_ref.name, obj.namespace, ctx, resolution)
     if isinstance(resolution, Unresolved):
-        phase = P.FAILED if resolution.final else P.WAITING_FOR_SOURCE
-        conds = [ACCEPTED, Cond(T.SOURCE_READY, False, resolution.reason, resolution.message)]
-        if resolution.final:
-            conds.append(Cond(T.FAILED, True, resolution.reason, resolution.message))
-        tracker.set(phase, resolution.reason, resolution.message, conds)
+        waiting = unresolved_status("ModelExport", resolution)
+        tracker.set(waiting.phase, waiting.reason, waiting.message, waiting.conditions)
         return None
     return resolution
 

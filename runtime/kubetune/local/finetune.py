@@ -18,6 +18,7 @@ from kubetune.api.finetunejob import FineTuneJob
 from kubetune.artifacts import MANIFEST_NAME, ArtifactError, read_manifest
 from kubetune.data.check import check_data
 from kubetune.data.formats import DataFormatError
+from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune.local.context import LocalContext, Outcome, output_name
 from kubetune.local.plan import LocalObject, references
 from kubetune.local.progress import LocalProgressSink
@@ -27,7 +28,6 @@ from kubetune.local.workdir import Record
 from kubetune.status_reporter import latest_checkpoint
 from kubetune.uris import UriError, UriResolver
 
-ACCEPTED = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
 INPUTS_READY = Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")
 
 
@@ -70,10 +70,8 @@ def _inputs(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> dict[tuple
         if isinstance(resolution, Artifact):
             found[(kind, name)] = resolution
             continue
-        conds = [ACCEPTED, Cond(T.INPUTS_READY, False, resolution.reason, resolution.message)]
-        if resolution.final:
-            conds.append(Cond(T.FAILED, True, resolution.reason, resolution.message))
-        tracker.set(P.FAILED if resolution.final else P.PENDING, resolution.reason, resolution.message, conds)
+        waiting = unresolved_status("FineTuneJob", resolution)
+        tracker.set(waiting.phase, waiting.reason, waiting.message, waiting.conditions)
         return None
     return found
 
