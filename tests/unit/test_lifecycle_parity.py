@@ -11,12 +11,16 @@ import pytest
 import yaml
 
 from kubetune.lifecycle.conditions import Cond, apply_conditions
+from kubetune.local.context import LocalContext
 from kubetune.local.plan import load_objects
+from kubetune.local.runner import admit
 from kubetune.local.sources import resolve_reference
 from kubetune.local.status import Tracker
 from kubetune.local.workdir import WorkDir
 from kubetune_operator.resolve import resolve_ref
-from tests.builders import make_finetunejob
+from kubetune_operator.status.export import ExportObservation, derive_modelexport_status
+from kubetune_operator.status.serving import ServingObservation, derive_inferenceservice_status
+from tests.builders import make_finetunejob, make_inferenceservice, make_modelexport
 
 FAILED = {"phase": "Failed", "reason": "BackoffLimitExceeded", "message": "PyTorchJob sft failed",
           "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
@@ -95,3 +99,33 @@ def test_operator_and_local_run_keep_the_same_conditions_through_a_run(tmp_path)
     assert tracker.status["conditions"] == in_cluster
     assert [c["type"] for c in in_cluster] == ["Accepted", "Running", "Succeeded"]
     assert in_cluster[0]["lastTransitionTime"] == "t0"
+
+
+def _without_times(status: dict[str, Any]) -> dict[str, Any]:
+    return {"phase": status["phase"], "reason": status["reason"], "message": status["message"],
+            "conditions": [{k: v for k, v in c.items() if k not in ("lastTransitionTime", "observedGeneration")}
+                           for c in status["conditions"]]}
+
+
+def _operator_waiting(kind: str, status: dict[str, Any]) -> dict[str, Any]:
+    waiting = resolve_ref(("FineTuneJob", "sft"), {"status": status})
+    if kind == "ModelExport":
+        return derive_modelexport_status(None, ExportObservation(1, "t0", "consumer-export", unresolved=waiting))
+    return derive_inferenceservice_status(None, ServingObservation(1, "t0", "app=consumer", unresolved=waiting))
+
+
+@pytest.mark.parametrize("kind", ["ModelExport", "InferenceService"])
+def test_a_consumer_waiting_for_its_source_has_the_same_status_in_both_executors(tmp_path, kind):
+    """A consumer admitted while the FineTuneJob it reads is still running: same phase, reason and conditions."""
+    work = WorkDir(tmp_path / "work")
+    upstream = admitted(work, tmp_path)
+    upstream.status = UPSTREAMS["running"]
+    work.save(upstream)
+    consumer = (make_modelexport("consumer") if kind == "ModelExport" else
+                make_inferenceservice("consumer", model={"uri": None, "fineTuneJobRef": {"name": "sft"}}))
+    consumer["spec"]["source" if kind == "ModelExport" else "model"] = {"fineTuneJobRef": {"name": "sft"}}
+    file = tmp_path / "consumer.yaml"
+    file.write_text(yaml.safe_dump(consumer))
+    ctx = LocalContext(work=work, pvc_root=tmp_path / "pvc", console=False, say=lambda _: None)
+    local = admit(load_objects([file])[0], ctx).status
+    assert _without_times(local) == _without_times(_operator_waiting(kind, UPSTREAMS["running"]))
