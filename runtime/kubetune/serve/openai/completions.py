@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import cast
 
 from kubetune.serve.engine import GenerationRequest, TokenLogprob
 from kubetune.serve.errors import OpenAIError, bad_request
@@ -57,7 +58,7 @@ class CompletionService(Service):
                 self.check_prompt_chars(len(p), _param(req, i))
                 out.append(p)
             else:
-                out.append(self._token_prompt(list(p), _param(req, i)))  # type: ignore[arg-type]
+                out.append(self._token_prompt(list(cast("list[int]", p)), _param(req, i)))
         return out
 
     def _tokenize(self, prompts: list[str | list[int]]) -> list[list[int]]:
@@ -89,7 +90,8 @@ class CompletionService(Service):
         return requests, ticket
 
     def _echo(self, request: GenerationRequest, echo: bool) -> str:
-        return self.engine.tokenizer.decode(request.prompt_ids, skip_special_tokens=True) if echo else ""
+        # decode is typed str | list[str] (a batch decodes to a list); one sequence decodes to one str
+        return str(self.engine.tokenizer.decode(request.prompt_ids, skip_special_tokens=True)) if echo else ""
 
     async def complete(self, req: CompletionRequest) -> Completion:
         requests, ticket = await self.prepare(req)
