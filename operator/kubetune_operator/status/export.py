@@ -8,6 +8,7 @@ from typing import Any
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import ModelExportPhase as P
 from kubetune.api.conditions import Reason as R
+from kubetune.lifecycle import runs
 from kubetune.lifecycle.conditions import Cond, apply_conditions
 from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
@@ -27,23 +28,16 @@ class ExportObservation:
     output: dict[str, Any] | None = None
 
 
-def is_terminal(status: dict[str, Any] | None) -> bool:
-    return (status or {}).get("phase") in (P.SUCCEEDED, P.FAILED)
-
-
 def _job_conditions(obs: ExportObservation) -> tuple[str, list[Cond], str, str]:
     job = obs.job
     if job is None or job.state == L.CREATED:
         msg = f"Job {obs.job_name} created, waiting for its pod"
         return P.PENDING, [Cond(T.RUNNING, False, R.CREATED, msg)], R.CREATED, msg
     if job.state == L.SUCCEEDED:
-        msg = "export finished"
-        return P.SUCCEEDED, [Cond(T.RUNNING, False, R.SUCCEEDED, msg), Cond(T.SUCCEEDED, True, R.SUCCEEDED, msg)], \
-            R.SUCCEEDED, msg
+        return runs.succeeded("export finished").parts()
     if job.state == L.FAILED:
         reason = job.reason if job.reason in (R.BACKOFF_LIMIT_EXCEEDED, R.DEADLINE_EXCEEDED) else R.FAILED
-        msg = job.message or "export Job failed"
-        return P.FAILED, [Cond(T.RUNNING, False, R.FAILED, msg), Cond(T.FAILED, True, reason, msg)], reason, msg
+        return runs.failed(reason, job.message or "export Job failed").parts()
     if job.state == L.SUSPENDED:
         msg = job.message or "export Job suspended (for example waiting in a Kueue queue)"
         return P.PENDING, [Cond(T.RUNNING, False, R.SUSPENDED, msg)], R.SUSPENDED, msg

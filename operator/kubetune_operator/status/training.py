@@ -8,6 +8,7 @@ from typing import Any
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import FineTuneJobPhase as P
 from kubetune.api.conditions import Reason as R
+from kubetune.lifecycle import runs
 from kubetune.lifecycle.conditions import Cond, apply_conditions, get_condition
 from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
@@ -33,11 +34,6 @@ class TrainingObservation:
     output: dict[str, Any] | None = None  # status.output to publish once the run succeeded
 
 
-def is_terminal(status: dict[str, Any] | None) -> bool:
-    """A finished run stays finished: the spec is immutable, so nothing can make it run again."""
-    return (status or {}).get("phase") in (P.SUCCEEDED, P.FAILED)
-
-
 def _restarts(prev: dict[str, Any], launcher: L.LauncherState | None) -> int:
     count = int(prev.get("restarts") or 0)
     if launcher is None:
@@ -59,17 +55,12 @@ def _launcher_conditions(obs: TrainingObservation, prev: dict[str, Any]) -> tupl
         msg = f"creating {obs.launcher_kind} {obs.launcher_name}"
         return P.PENDING, [Cond(T.RUNNING, False, R.PENDING, msg)], R.PENDING, msg
     if launcher.state == L.SUCCEEDED:
-        msg = launcher.message or "training finished"
-        return P.SUCCEEDED, [Cond(T.RUNNING, False, R.SUCCEEDED, msg), Cond(T.SUCCEEDED, True, R.SUCCEEDED, msg)], \
-            R.SUCCEEDED, msg
+        return runs.succeeded(launcher.message or "training finished").parts()
     if launcher.state == L.FAILED:
         reason = launcher.reason if launcher.reason in (R.BACKOFF_LIMIT_EXCEEDED, R.DEADLINE_EXCEEDED) else R.FAILED
-        msg = launcher.message or f"{obs.launcher_kind} failed"
-        return P.FAILED, [Cond(T.RUNNING, False, R.FAILED, msg), Cond(T.FAILED, True, reason, msg)], reason, msg
+        return runs.failed(reason, launcher.message or f"{obs.launcher_kind} failed").parts()
     if obs.suspend or launcher.state == L.SUSPENDED:
-        msg = "suspended: pods are deleted until runPolicy.suspend is unset"
-        return P.SUSPENDED, [Cond(T.RUNNING, False, R.SUSPENDED, msg), Cond(T.SUSPENDED, True, R.SUSPENDED, msg)], \
-            R.SUSPENDED, msg
+        return runs.suspended("suspended: pods are deleted until runPolicy.suspend is unset").parts()
     if launcher.state in (L.RUNNING, L.RESTARTING):
         reason = R.RESTARTING if launcher.state == L.RESTARTING else R.RUNNING
         msg = launcher.message or f"{obs.launcher_kind} {obs.launcher_name} is running"

@@ -62,3 +62,17 @@ def apply_conditions(conditions: Conditions | None, conds: list[Cond], now: str,
     for cond in conds:
         conditions = set_condition(conditions, cond, now, generation)
     return list(conditions or [])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A status decision: phase, top-level reason and message, and the conditions to set."""
+
+    phase: str
+    reason: str
+    message: str
+    conditions: list[Cond]
+
+    def parts(self) -> tuple[str, list[Cond], str, str]:
+        """(phase, conditions, reason, message), the shape the operator's status derivations pass around."""
+        return self.phase, self.conditions, self.reason, self.message

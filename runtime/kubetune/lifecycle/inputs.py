@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import Reason as R
-from kubetune.lifecycle.conditions import Cond
+from kubetune.lifecycle.conditions import Cond, Verdict
 from kubetune.lifecycle.sources import Unresolved
 
 ACCEPTED = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
@@ -31,16 +31,6 @@ GATES: dict[str, InputsGate] = {
     "ModelExport": InputsGate(T.SOURCE_READY, "WaitingForSource"),
     "InferenceService": InputsGate(T.MODEL_RESOLVED, "WaitingForModel", serves=True),
 }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Phase, top-level reason and message, and the conditions to set."""
-
-    phase: str
-    reason: str
-    message: str
-    conditions: list[Cond]
 
 
 def unresolved_status(kind: str, src: Unresolved) -> Verdict:

@@ -15,6 +15,7 @@ from kubetune.api.conditions import Reason as R
 from kubetune.api.evaluation import score_verdict
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy, read_manifest
+from kubetune.lifecycle import runs
 from kubetune.lifecycle.inputs import unresolved_status
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.finetune import ACCEPTED, done_before, output_location, restart_conditions
@@ -73,8 +74,8 @@ def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact 
 
 
 def _fail(tracker: Tracker, reason: R, message: str) -> Outcome:
-    tracker.set(P.FAILED, reason, message, [Cond(T.RUNNING, False, R.FAILED, message),
-                                            Cond(T.FAILED, True, reason, message)])
+    end = runs.failed(reason, message)
+    tracker.set(end.phase, end.reason, end.message, end.conditions)
     return Outcome.FAILED
 
 
@@ -139,7 +140,6 @@ def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_u
     if manifest.quantization:
         output["quantization"] = manifest.quantization.model_dump(exclude_none=True)
     message = f"exported {len(manifest.files)} files"
-    tracker.set(P.SUCCEEDED, R.SUCCEEDED, message,
-                [Cond(T.RUNNING, False, R.SUCCEEDED, message), Cond(T.SUCCEEDED, True, R.SUCCEEDED, message)],
-                output=output)
+    end = runs.succeeded(message)
+    tracker.set(end.phase, end.reason, end.message, end.conditions, output=output)
     return Outcome.SUCCEEDED
