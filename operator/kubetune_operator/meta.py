@@ -10,21 +10,17 @@ import hashlib
 import json
 from typing import Any
 
+from kubetune.names import output_folder
 from kubetune_operator.kinds import COMPONENT as MANAGER
 from kubetune_operator.kinds import MANAGED_BY, QUEUE_LABEL, owner_label
 
 
-def uid8(parent: dict[str, Any]) -> str:
-    """First eight characters of the parent's uid: the suffix that keeps output directories unique."""
+def output_dir(parent: dict[str, Any], output_uri: str) -> str:
+    """``<output.uri>/<name>-<uid8>/``: the fresh directory a producer writes, never overwritten."""
     uid = parent["metadata"].get("uid") or ""
     if len(uid) < 8:
         raise ValueError(f"{parent['kind']} {parent['metadata'].get('name')!r} has no uid yet")
-    return uid[:8]
-
-
-def output_dir(parent: dict[str, Any], output_uri: str) -> str:
-    """``<output.uri>/<name>-<uid8>/``: the fresh directory a producer writes, never overwritten."""
-    return f"{output_uri.rstrip('/')}/{parent['metadata']['name']}-{uid8(parent)}/"
+    return f"{output_uri.rstrip('/')}/{output_folder(parent['metadata']['name'], uid)}/"
 
 
 def owner_reference(parent: dict[str, Any]) -> dict[str, Any]:

@@ -29,3 +29,17 @@ def subdomain_problem(value: str) -> str | None:
     if len(value) <= 253 and DNS1123_SUBDOMAIN.match(value):
         return None
     return f"{value!r} is not {SUBDOMAIN_RULE}"
+
+
+def uid8(uid: str) -> str:
+    """The first eight characters of a uid (dashes dropped): the suffix that keeps output folders unique."""
+    return uid.replace("-", "")[:8]
+
+
+def output_folder(name: str, uid: str) -> str:
+    """``<name>-<uid8>``: the fresh folder a producer writes under ``spec.output.uri``, never overwritten.
+
+    The operator, ``kubetune run`` and ``kubetune export`` all name it here, so a producer's output is found
+    wherever it ran.
+    """
+    return f"{name}-{uid8(uid)}"

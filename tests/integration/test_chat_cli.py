@@ -42,5 +42,5 @@ def test_chat_streams_replies_and_handles_clear_and_exit(tmp_path):
             model=server.chat.config.model_name, messages=[{"role": "user", "content": "hello"}])))
     finally:
         server.engine.close()
-    text = expected["choices"][0]["message"]["content"]
+    text = expected.choices[0].message.content
     assert replies[0] == text and replies[1] == text  # /clear: the second "hello" starts a fresh conversation

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from kubetune.lifecycle.conditions import Cond, get_condition, set_condition
 from kubetune_operator.reconcile.inferenceservice import serving_inputs
 from kubetune_operator.resolve import Artifact, Unresolved, resolve_ref
 from kubetune_operator.status import launchers as L
 from kubetune_operator.status.common import Rejection, status_patch, transition_events
-from kubetune_operator.status.conditions import Cond, get_condition, set_condition
 from kubetune_operator.status.export import ExportObservation, derive_modelexport_status
 from kubetune_operator.status.serving import ServingObservation, derive_inferenceservice_status
 from kubetune_operator.status.training import TrainingObservation, derive_finetunejob_status

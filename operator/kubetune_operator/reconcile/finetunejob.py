@@ -11,6 +11,7 @@ from kubetune.api.conditions import Reason
 from kubetune.api.finetunejob import FineTuneJob, Method
 from kubetune.config import ConfigError, dump_config
 from kubetune.config.mapping.train import runtime_config_from_finetunejob
+from kubetune.lifecycle.runs import is_terminal
 from kubetune.uris import UriError
 from kubetune_operator.kinds import FINETUNEJOB, JOB, PYTORCHJOB
 from kubetune_operator.kube import Invalid, KubeError
@@ -31,7 +32,7 @@ from kubetune_operator.render.training import TrainInputs, launcher_kind, render
 from kubetune_operator.resolve import Artifact, Ref, Resolution, first_unresolved, ref_of, resolve_source
 from kubetune_operator.status.common import Rejection
 from kubetune_operator.status.launchers import observe
-from kubetune_operator.status.training import OWNED, TrainingObservation, derive_finetunejob_status, is_terminal
+from kubetune_operator.status.training import OWNED, TrainingObservation, derive_finetunejob_status
 
 
 def model_sources(job: FineTuneJob) -> list[Any]:

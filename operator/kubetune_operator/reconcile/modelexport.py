@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from kubetune.api.common import ArtifactType
 from kubetune.api.modelexport import ModelExport, QuantMethod
+from kubetune.lifecycle.runs import is_terminal
 from kubetune.uris import UriError
 from kubetune_operator.gate import score_gate
 from kubetune_operator.kinds import JOB, MODELEXPORT
@@ -27,7 +28,7 @@ from kubetune_operator.render import pods
 from kubetune_operator.render.export import ExportInputs, job_name, render_export
 from kubetune_operator.resolve import Ref, Unresolved, ref_of, resolve_ref
 from kubetune_operator.status.common import Rejection
-from kubetune_operator.status.export import ExportObservation, derive_modelexport_status, is_terminal
+from kubetune_operator.status.export import ExportObservation, derive_modelexport_status
 from kubetune_operator.status.launchers import observe
 
 OWNED = ("observedGeneration", "phase", "reason", "message", "conditions", "resolvedSource", "job", "output")

@@ -8,10 +8,12 @@ from typing import Any
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import ModelExportPhase as P
 from kubetune.api.conditions import Reason as R
+from kubetune.lifecycle import runs
+from kubetune.lifecycle.conditions import Cond, apply_conditions
+from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status import launchers as L
 from kubetune_operator.status.common import Rejection
-from kubetune_operator.status.conditions import Cond, apply_conditions
 
 
 @dataclass(frozen=True)
@@ -26,23 +28,16 @@ class ExportObservation:
     output: dict[str, Any] | None = None
 
 
-def is_terminal(status: dict[str, Any] | None) -> bool:
-    return (status or {}).get("phase") in (P.SUCCEEDED, P.FAILED)
-
-
 def _job_conditions(obs: ExportObservation) -> tuple[str, list[Cond], str, str]:
     job = obs.job
     if job is None or job.state == L.CREATED:
         msg = f"Job {obs.job_name} created, waiting for its pod"
         return P.PENDING, [Cond(T.RUNNING, False, R.CREATED, msg)], R.CREATED, msg
     if job.state == L.SUCCEEDED:
-        msg = "export finished"
-        return P.SUCCEEDED, [Cond(T.RUNNING, False, R.SUCCEEDED, msg), Cond(T.SUCCEEDED, True, R.SUCCEEDED, msg)], \
-            R.SUCCEEDED, msg
+        return runs.succeeded("export finished").parts()
     if job.state == L.FAILED:
         reason = job.reason if job.reason in (R.BACKOFF_LIMIT_EXCEEDED, R.DEADLINE_EXCEEDED) else R.FAILED
-        msg = job.message or "export Job failed"
-        return P.FAILED, [Cond(T.RUNNING, False, R.FAILED, msg), Cond(T.FAILED, True, reason, msg)], reason, msg
+        return runs.failed(reason, job.message or "export Job failed").parts()
     if job.state == L.SUSPENDED:
         msg = job.message or "export Job suspended (for example waiting in a Kueue queue)"
         return P.PENDING, [Cond(T.RUNNING, False, R.SUSPENDED, msg)], R.SUSPENDED, msg
@@ -54,19 +49,15 @@ def derive_modelexport_status(prev: dict[str, Any] | None, obs: ExportObservatio
     prev = prev or {}
     phase: str
     status: dict[str, Any] = {"observedGeneration": obs.generation}
-    accepted = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
     if obs.rejection is not None:
         conds = [Cond(T.ACCEPTED, False, obs.rejection.reason, obs.rejection.message)]
         phase = P.FAILED if obs.rejection.final else P.PENDING
         reason, message = obs.rejection.reason, obs.rejection.message
     elif obs.unresolved is not None:
-        src = obs.unresolved
-        conds = [accepted, Cond(T.SOURCE_READY, False, src.reason, src.message)]
-        if src.final:
-            conds.append(Cond(T.FAILED, True, src.reason, src.message))
-        phase, reason, message = (P.FAILED if src.final else P.WAITING_FOR_SOURCE), src.reason, src.message
+        waiting = unresolved_status("ModelExport", obs.unresolved)
+        conds, phase, reason, message = waiting.conditions, waiting.phase, waiting.reason, waiting.message
     else:
-        conds = [accepted, Cond(T.SOURCE_READY, True, R.RESOLVED, "source resolved")]
+        conds = [ACCEPTED, Cond(T.SOURCE_READY, True, R.RESOLVED, "source resolved")]
         phase, job_conds, reason, message = _job_conditions(obs)
         conds += job_conds
         status["job"] = {"apiVersion": "batch/v1", "kind": "Job", "name": obs.job_name}

@@ -8,9 +8,10 @@ from typing import Any
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import InferenceServicePhase as P
 from kubetune.api.conditions import Reason as R
+from kubetune.lifecycle.conditions import Cond, apply_conditions
+from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status.common import Rejection
-from kubetune_operator.status.conditions import Cond, apply_conditions
 
 SCALED_TO_ZERO = "ScaledToZero"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
@@ -66,19 +67,16 @@ def derive_inferenceservice_status(prev: dict[str, Any] | None, obs: ServingObse
         "replicas": int(dep_status.get("replicas") or 0),
         "readyReplicas": int(dep_status.get("readyReplicas") or 0),
     }
-    accepted = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
     if obs.rejection is not None:
         conds = [Cond(T.ACCEPTED, False, obs.rejection.reason, obs.rejection.message),
                  Cond(T.READY, False, obs.rejection.reason, obs.rejection.message)]
         phase = P.FAILED if obs.rejection.final else P.PENDING
         reason, message = obs.rejection.reason, obs.rejection.message
     elif obs.unresolved is not None:
-        src = obs.unresolved
-        conds = [accepted, Cond(T.MODEL_RESOLVED, False, src.reason, src.message),
-                 Cond(T.READY, False, src.reason, src.message)]
-        phase, reason, message = (P.FAILED if src.final else P.WAITING_FOR_MODEL), src.reason, src.message
+        waiting = unresolved_status("InferenceService", obs.unresolved)
+        conds, phase, reason, message = waiting.conditions, waiting.phase, waiting.reason, waiting.message
     else:
-        conds = [accepted, Cond(T.MODEL_RESOLVED, True, R.RESOLVED, "model resolved")]
+        conds = [ACCEPTED, Cond(T.MODEL_RESOLVED, True, R.RESOLVED, "model resolved")]
         phase, dep_conds, reason, message = _deployment_conditions(obs)
         conds += dep_conds
         status.update(url=obs.url, servedModels=list(obs.served_models), deployment=obs.deployment_name,

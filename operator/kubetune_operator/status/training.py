@@ -8,10 +8,12 @@ from typing import Any
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import FineTuneJobPhase as P
 from kubetune.api.conditions import Reason as R
+from kubetune.lifecycle import runs
+from kubetune.lifecycle.conditions import Cond, apply_conditions, get_condition
+from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status import launchers as L
 from kubetune_operator.status.common import Rejection
-from kubetune_operator.status.conditions import Cond, apply_conditions, get_condition
 
 OWNED = ("observedGeneration", "phase", "reason", "message", "conditions", "trainingJob", "restarts", "startTime",
          "completionTime", "output")
@@ -30,11 +32,6 @@ class TrainingObservation:
     launcher: L.LauncherState | None = None
     suspend: bool = False
     output: dict[str, Any] | None = None  # status.output to publish once the run succeeded
-
-
-def is_terminal(status: dict[str, Any] | None) -> bool:
-    """A finished run stays finished: the spec is immutable, so nothing can make it run again."""
-    return (status or {}).get("phase") in (P.SUCCEEDED, P.FAILED)
 
 
 def _restarts(prev: dict[str, Any], launcher: L.LauncherState | None) -> int:
@@ -58,17 +55,12 @@ def _launcher_conditions(obs: TrainingObservation, prev: dict[str, Any]) -> tupl
         msg = f"creating {obs.launcher_kind} {obs.launcher_name}"
         return P.PENDING, [Cond(T.RUNNING, False, R.PENDING, msg)], R.PENDING, msg
     if launcher.state == L.SUCCEEDED:
-        msg = launcher.message or "training finished"
-        return P.SUCCEEDED, [Cond(T.RUNNING, False, R.SUCCEEDED, msg), Cond(T.SUCCEEDED, True, R.SUCCEEDED, msg)], \
-            R.SUCCEEDED, msg
+        return runs.succeeded(launcher.message or "training finished").parts()
     if launcher.state == L.FAILED:
         reason = launcher.reason if launcher.reason in (R.BACKOFF_LIMIT_EXCEEDED, R.DEADLINE_EXCEEDED) else R.FAILED
-        msg = launcher.message or f"{obs.launcher_kind} failed"
-        return P.FAILED, [Cond(T.RUNNING, False, R.FAILED, msg), Cond(T.FAILED, True, reason, msg)], reason, msg
+        return runs.failed(reason, launcher.message or f"{obs.launcher_kind} failed").parts()
     if obs.suspend or launcher.state == L.SUSPENDED:
-        msg = "suspended: pods are deleted until runPolicy.suspend is unset"
-        return P.SUSPENDED, [Cond(T.RUNNING, False, R.SUSPENDED, msg), Cond(T.SUSPENDED, True, R.SUSPENDED, msg)], \
-            R.SUSPENDED, msg
+        return runs.suspended("suspended: pods are deleted until runPolicy.suspend is unset").parts()
     if launcher.state in (L.RUNNING, L.RESTARTING):
         reason = R.RESTARTING if launcher.state == L.RESTARTING else R.RUNNING
         msg = launcher.message or f"{obs.launcher_kind} {obs.launcher_name} is running"
@@ -87,15 +79,10 @@ def derive_finetunejob_status(prev: dict[str, Any] | None, obs: TrainingObservat
         conds = [Cond(T.ACCEPTED, False, rej.reason, rej.message)]
         phase, reason, message = (P.FAILED if rej.final else P.PENDING), rej.reason, rej.message
     elif obs.unresolved is not None:
-        src = obs.unresolved
-        conds = [Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid"), Cond(T.INPUTS_READY, False, src.reason,
-                                                                              src.message)]
-        if src.final:
-            conds.append(Cond(T.FAILED, True, src.reason, src.message))
-        phase, reason, message = (P.FAILED if src.final else P.PENDING), src.reason, src.message
+        waiting = unresolved_status("FineTuneJob", obs.unresolved)
+        conds, phase, reason, message = waiting.conditions, waiting.phase, waiting.reason, waiting.message
     else:
-        conds = [Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid"),
-                 Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")]
+        conds = [ACCEPTED, Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")]
         phase, launcher_conds, reason, message = _launcher_conditions(obs, prev)
         conds += launcher_conds
         status["trainingJob"] = {"apiVersion": "kubeflow.org/v1" if obs.launcher_kind == "PyTorchJob" else "batch/v1",

@@ -69,7 +69,7 @@ def merge_lora(base: str, adapters: list[str], out: str | Path, dtype: str = "au
     torch_dtype = resolve_dtype(base, dtype)
     print(f"loading {base} ({str(torch_dtype).removeprefix('torch.')}, {device})")
     model = apply_adapters(load_base(base, torch_dtype, device, trust_remote_code), adapters, manifests)
-    model = model.to(torch_dtype)
+    model = model.to(torch_dtype)  # type: ignore[arg-type]  # transformers types .to through a decorator
     tokenizer_src = next((a for a in reversed(adapters) if (Path(a) / "tokenizer_config.json").is_file()), base)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_src, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"  # generation pads on the left

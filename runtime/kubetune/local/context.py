@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kubetune.local.plan import LocalObject
 from kubetune.local.workdir import WorkDir
+from kubetune.names import output_folder
 from kubetune.uris import UriResolver
 
 DEFAULT_PVC_ROOT = ".kubetune/pvc"
@@ -54,4 +55,4 @@ class LocalContext:
 
 def output_name(obj: LocalObject, uid: str) -> str:
     """``<name>-<uid8>``: the folder a producer writes under ``spec.output.uri`` (as the operator names it)."""
-    return f"{obj.name}-{uid.replace('-', '')[:8]}"
+    return output_folder(obj.name, uid)

@@ -15,6 +15,8 @@ from kubetune.api.conditions import Reason as R
 from kubetune.api.evaluation import score_verdict
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy, read_manifest
+from kubetune.lifecycle import runs
+from kubetune.lifecycle.inputs import unresolved_status
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.finetune import ACCEPTED, done_before, output_location, restart_conditions
 from kubetune.local.plan import LocalObject
@@ -65,18 +67,15 @@ def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact 
     if isinstance(resolution, Artifact) and source.fine_tune_job_ref is not None:
         resolution = score_gate(source.min_score, source.fine_tune_job_ref.name, obj.namespace, ctx, resolution)
     if isinstance(resolution, Unresolved):
-        phase = P.FAILED if resolution.final else P.WAITING_FOR_SOURCE
-        conds = [ACCEPTED, Cond(T.SOURCE_READY, False, resolution.reason, resolution.message)]
-        if resolution.final:
-            conds.append(Cond(T.FAILED, True, resolution.reason, resolution.message))
-        tracker.set(phase, resolution.reason, resolution.message, conds)
+        waiting = unresolved_status("ModelExport", resolution)
+        tracker.set(waiting.phase, waiting.reason, waiting.message, waiting.conditions)
         return None
     return resolution
 
 
 def _fail(tracker: Tracker, reason: R, message: str) -> Outcome:
-    tracker.set(P.FAILED, reason, message, [Cond(T.RUNNING, False, R.FAILED, message),
-                                            Cond(T.FAILED, True, reason, message)])
+    end = runs.failed(reason, message)
+    tracker.set(end.phase, end.reason, end.message, end.conditions)
     return Outcome.FAILED
 
 
@@ -141,7 +140,6 @@ def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_u
     if manifest.quantization:
         output["quantization"] = manifest.quantization.model_dump(exclude_none=True)
     message = f"exported {len(manifest.files)} files"
-    tracker.set(P.SUCCEEDED, R.SUCCEEDED, message,
-                [Cond(T.RUNNING, False, R.SUCCEEDED, message), Cond(T.SUCCEEDED, True, R.SUCCEEDED, message)],
-                output=output)
+    end = runs.succeeded(message)
+    tracker.set(end.phase, end.reason, end.message, end.conditions, output=output)
     return Outcome.SUCCEEDED

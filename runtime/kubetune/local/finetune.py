@@ -18,6 +18,8 @@ from kubetune.api.finetunejob import FineTuneJob
 from kubetune.artifacts import MANIFEST_NAME, ArtifactError, read_manifest
 from kubetune.data.check import check_data
 from kubetune.data.formats import DataFormatError
+from kubetune.lifecycle import runs
+from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune.local.context import LocalContext, Outcome, output_name
 from kubetune.local.plan import LocalObject, references
 from kubetune.local.progress import LocalProgressSink
@@ -27,7 +29,6 @@ from kubetune.local.workdir import Record
 from kubetune.status_reporter import latest_checkpoint
 from kubetune.uris import UriError, UriResolver
 
-ACCEPTED = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
 INPUTS_READY = Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")
 
 
@@ -70,10 +71,8 @@ def _inputs(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> dict[tuple
         if isinstance(resolution, Artifact):
             found[(kind, name)] = resolution
             continue
-        conds = [ACCEPTED, Cond(T.INPUTS_READY, False, resolution.reason, resolution.message)]
-        if resolution.final:
-            conds.append(Cond(T.FAILED, True, resolution.reason, resolution.message))
-        tracker.set(P.FAILED if resolution.final else P.PENDING, resolution.reason, resolution.message, conds)
+        waiting = unresolved_status("FineTuneJob", resolution)
+        tracker.set(waiting.phase, waiting.reason, waiting.message, waiting.conditions)
         return None
     return found
 
@@ -104,8 +103,8 @@ def _known_errors() -> tuple[type[Exception], ...]:
 
 def _fail(tracker: Tracker, reason: R, message: str, accepted: bool = True) -> Outcome:
     accept = ACCEPTED if accepted else Cond(T.ACCEPTED, False, reason, message)
-    tracker.set(P.FAILED, reason, message, [accept, Cond(T.RUNNING, False, R.FAILED, message),
-                                            Cond(T.FAILED, True, reason, message)], completionTime=now_text())
+    end = runs.failed(reason, message)
+    tracker.set(end.phase, end.reason, end.message, [accept, *end.conditions], completionTime=now_text())
     return Outcome.BLOCKED if not accepted else Outcome.FAILED
 
 
@@ -156,9 +155,8 @@ def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_ur
         step = (tracker.status.get("progress") or {}).get("step", 0)
         message = (f"interrupted at step {step}; run again to resume from {checkpoint}" if checkpoint
                    else f"interrupted at step {step} before the first checkpoint; run again to start over")
-        tracker.set(P.SUSPENDED, R.SUSPENDED, message, [Cond(T.RUNNING, False, R.SUSPENDED, message),
-                                                        Cond(T.SUSPENDED, True, R.SUSPENDED, message)],
-                    latestCheckpoint=checkpoint)
+        end = runs.suspended(message)
+        tracker.set(end.phase, end.reason, end.message, end.conditions, latestCheckpoint=checkpoint)
         return Outcome.INTERRUPTED
     except _known_errors() as exc:
         return _fail(tracker, R.FAILED, str(exc))
@@ -170,8 +168,7 @@ def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_ur
               "baseModel": manifest.base_model.model_dump(exclude_none=True)}
     loss = loss_summary(result)
     message = f"trained {result.global_step} steps{', ' + loss if loss else ''}"
-    tracker.set(P.SUCCEEDED, R.SUCCEEDED, message,
-                [Cond(T.RUNNING, False, R.SUCCEEDED, message), Cond(T.SUCCEEDED, True, R.SUCCEEDED, message)],
-                output=output, completionTime=now_text(),
+    end = runs.succeeded(message)
+    tracker.set(end.phase, end.reason, end.message, end.conditions, output=output, completionTime=now_text(),
                 latestCheckpoint=latest_checkpoint(str(output_dir), output_uri))
     return Outcome.SUCCEEDED

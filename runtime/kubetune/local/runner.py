@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import Reason as R
+from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.export import run_modelexport
 from kubetune.local.finetune import run_finetunejob
 from kubetune.local.plan import LocalObject, PlanError, order_objects, references
 from kubetune.local.serve import run_inferenceservice
 from kubetune.local.sources import Unresolved, resolve_reference
-from kubetune.local.status import Cond, Tracker
+from kubetune.local.status import Tracker
 from kubetune.local.workdir import Record
 
 Executor = Callable[[LocalObject, Record, Tracker, LocalContext], Outcome]
@@ -28,15 +28,7 @@ EXECUTORS: dict[str, Executor] = {
     "ModelExport": run_modelexport,
     "InferenceService": run_inferenceservice,
 }
-# Where each kind shows that it waits for an upstream object: (phase, condition type).
-WAITING: dict[str, tuple[str, T]] = {
-    "FineTuneJob": ("Pending", T.INPUTS_READY),
-    "ModelExport": ("WaitingForSource", T.SOURCE_READY),
-    "InferenceService": ("WaitingForModel", T.MODEL_RESOLVED),
-}
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-
-ACCEPTED = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
 
 
 def _first_unresolved(obj: LocalObject, ctx: LocalContext) -> Unresolved | None:
@@ -57,9 +49,8 @@ def admit(obj: LocalObject, ctx: LocalContext) -> Tracker:
         return tracker  # finished runs stay finished; interrupted ones continue when their turn comes
     waiting = _first_unresolved(obj, ctx)
     if waiting is not None and not waiting.final:
-        phase, ctype = WAITING[obj.kind]
-        tracker.set(phase, waiting.reason, waiting.message,
-                    [ACCEPTED, Cond(ctype, False, waiting.reason, waiting.message)])
+        verdict = unresolved_status(obj.kind, waiting)
+        tracker.set(verdict.phase, verdict.reason, verdict.message, verdict.conditions)
     else:
         tracker.set("Pending", R.PENDING, "queued", [ACCEPTED])
     return tracker

@@ -21,8 +21,8 @@ from kubetune.api.conditions import Reason as R
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.config.mapping.serve import serve_config_from_inferenceservice
 from kubetune.config.serve_args import ServeConfig
+from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune.local.context import LocalContext, Outcome
-from kubetune.local.finetune import ACCEPTED
 from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, resolve_source
 from kubetune.local.status import Cond, Tracker
@@ -75,9 +75,8 @@ def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> list[Arti
     for source in [isvc.spec.model, *(isvc.spec.adapters or [])]:
         resolution = resolve_source(source, obj.namespace, ctx.work)
         if isinstance(resolution, Unresolved):
-            phase = P.FAILED if resolution.final else P.WAITING_FOR_MODEL
-            tracker.set(phase, resolution.reason, resolution.message,
-                        [ACCEPTED, Cond(T.MODEL_RESOLVED, False, resolution.reason, resolution.message)])
+            waiting = unresolved_status("InferenceService", resolution)
+            tracker.set(waiting.phase, waiting.reason, waiting.message, waiting.conditions)
             return None
         found.append(resolution)
     return found

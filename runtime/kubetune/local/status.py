@@ -13,46 +13,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubetune.api.conditions import ConditionType, Reason
+from kubetune.api.conditions import Reason
+from kubetune.lifecycle.conditions import Cond, set_condition
 from kubetune.local.workdir import Record, WorkDir
+
+__all__ = ["Cond", "Tracker", "now_text", "set_condition", "transition_line"]
 
 
 def now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Cond:
-    """A condition to set (None = Unknown)."""
-
-    type: ConditionType
-    status: bool | None
-    reason: Reason
-    message: str = ""
-
-
-def set_condition(conditions: list[dict[str, Any]], cond: Cond, now: str, generation: int) -> list[dict[str, Any]]:
-    """``conditions`` with ``cond`` set; the transition time is kept when the status did not change."""
-    text = "Unknown" if cond.status is None else str(bool(cond.status))
-    out = [c for c in conditions if c.get("type") != cond.type]
-    previous = next((c for c in conditions if c.get("type") == cond.type), None)
-    since = previous["lastTransitionTime"] if previous and previous.get("status") == text else now
-    out.append({"type": str(cond.type), "status": text, "reason": str(cond.reason), "message": cond.message,
-                "lastTransitionTime": since, "observedGeneration": generation})
-    return out
-
-
-def condition(status: dict[str, Any], ctype: ConditionType) -> dict[str, Any] | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == ctype), None)
-
-
-def is_true(status: dict[str, Any], ctype: ConditionType) -> bool:
-    cond = condition(status, ctype)
-    return bool(cond and cond.get("status") == "True")
 
 
 def transition_line(ref: str, old_phase: str | None, phase: str, reason: str, message: str) -> str:

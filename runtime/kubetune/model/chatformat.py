@@ -9,7 +9,7 @@ template, as in training.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, cast
 
 from transformers import PreTrainedTokenizerBase
 
@@ -53,7 +53,8 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, A
     if system and not any(m.get("role") == "system" for m in messages):
         messages = [{"role": "system", "content": system}, *messages]
     try:
-        ids = tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
+        # transformers types tools as a list of schemas or callables; these are schemas
+        ids = tokenizer.apply_chat_template(messages, tools=cast(Any, tools) or None, add_generation_prompt=True,
                                             tokenize=True, return_dict=False)
     except Exception as exc:  # jinja raises TemplateError or anything the template's own checks raise
         raise ChatFormatError(f"the chat template rejected the messages: {exc}") from exc

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetune.serve.openai.responses import ErrorDetail, ErrorResponse
+
 
 class OpenAIError(Exception):
     """An error the client sees; ``param`` names the request field at fault."""
@@ -17,8 +19,12 @@ class OpenAIError(Exception):
         self.param = param
         self.code = code
 
+    def response(self) -> ErrorResponse:
+        return ErrorResponse(error=ErrorDetail(message=self.message, type=self.type, param=self.param,
+                                               code=self.code))
+
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return self.response().model_dump()
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:

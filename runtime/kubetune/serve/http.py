@@ -77,6 +77,6 @@ def uvicorn_config(app: Any, host: str, port: int, limits: ServerLimits, log_lev
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level,
         http=functools.partial(GuardedH11Protocol, limits=limits),  # type: ignore[arg-type]
-        timeout_keep_alive=limits.keep_alive_seconds,  # type: ignore[arg-type]  (used as a float)
+        timeout_keep_alive=limits.keep_alive_seconds,  # type: ignore[arg-type]  # typed int, used as a float
         timeout_graceful_shutdown=limits.shutdown_seconds,  # type: ignore[arg-type]
     )

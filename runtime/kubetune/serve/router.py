@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +24,9 @@ from kubetune.serve.metrics import Metrics, MetricsMiddleware
 from kubetune.serve.openai.chat import ChatService
 from kubetune.serve.openai.completions import CompletionService
 from kubetune.serve.openai.protocol import ChatCompletionRequest, CompletionRequest
+from kubetune.serve.openai.responses import ChatCompletion, Completion, ModelCard, ModelList
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 CLIENT_CLOSED = 499  # the client went away before the answer (nginx's code); nobody reads it but the metrics
 
@@ -81,8 +83,7 @@ class EventStream(StreamingResponse):
             self.on_close()
 
 
-async def until_disconnected(request: Request, work: Awaitable[dict[str, Any]], metrics: Metrics
-                             ) -> dict[str, Any] | Response:
+async def until_disconnected(request: Request, work: Awaitable[T], metrics: Metrics) -> T | Response:
     """``work``'s result, or its cancellation when the client goes away first (generation stops with it)."""
     async def disconnected() -> None:
         while (await request.receive())["type"] != "http.disconnect":
@@ -120,29 +121,26 @@ def create_app(chat: ChatService, completions: CompletionService, metrics: Metri
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def card(name: str) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": 0, "owned_by": "kubetune"}
-
     @app.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [card(name) for name in chat.models]}
+    async def list_models() -> ModelList:
+        return ModelList(data=[ModelCard(id=name) for name in chat.models])
 
     @app.get("/v1/models/{model:path}")
-    async def get_model(model: str) -> dict[str, Any]:
+    async def get_model(model: str) -> ModelCard:
         if model not in chat.models:
             raise unknown_model(model, list(chat.models))
-        return card(model)
+        return ModelCard(id=model)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionRequest, request: Request
-                               ) -> dict[str, Any] | Response:
+                               ) -> ChatCompletion | Response:
         if body.stream:
             events, ticket = await chat.stream(body)
             return EventStream(events, ticket.close)
         return await until_disconnected(request, chat.complete(body), metrics)
 
     @app.post("/v1/completions", response_model=None)
-    async def text_completions(body: CompletionRequest, request: Request) -> dict[str, Any] | Response:
+    async def text_completions(body: CompletionRequest, request: Request) -> Completion | Response:
         if body.stream:
             events, ticket = await completions.stream(body)
             return EventStream(events, ticket.close)

@@ -11,7 +11,7 @@ from typing import Any
 
 from kubetune.api.modelexport import ModelExport, QuantMethod
 from kubetune.config.export_args import ExportConfig
-from kubetune.names import subdomain_problem
+from kubetune.names import output_folder, subdomain_problem
 from kubetune.uris import UriError, UriResolver
 
 
@@ -46,13 +46,13 @@ def export_config_from_modelexport(mexp: ModelExport, *, base_model: str, adapte
 def output_dir_name(mexp: ModelExport) -> str:
     """``<name>-<uid8>``, the directory the export writes under ``spec.output.uri`` (``<name>`` without a uid)."""
     name = str(mexp.metadata.get("name") or "export")
-    uid = str(mexp.metadata.get("uid") or "").replace("-", "")
+    uid = str(mexp.metadata.get("uid") or "")
     # The name becomes a folder: outside a cluster nobody else has checked it.
     if (problem := subdomain_problem(name)) is not None:
         raise UriError(f"metadata.name: {problem}")
-    if uid and not (uid.isascii() and uid.isalnum()):
-        raise UriError(f"metadata.uid: {mexp.metadata.get('uid')!r} is not a UID (letters, digits and '-')")
-    return f"{name}-{uid[:8]}" if uid else name
+    if uid and not (uid.replace("-", "").isascii() and uid.replace("-", "").isalnum()):
+        raise UriError(f"metadata.uid: {uid!r} is not a UID (letters, digits and '-')")
+    return output_folder(name, uid) if uid else name
 
 
 def resolve_modelexport(mexp: ModelExport, resolver: UriResolver) -> ExportConfig:

@@ -6,7 +6,7 @@ sampling, penalties, stop tokens and stop strings itself, so the OpenAI layer ne
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -79,11 +79,15 @@ class Engine(Protocol):
     """What the OpenAI layer needs from an engine."""
 
     tokenizer: PreTrainedTokenizerBase
-    adapters: Sequence[str]
     max_model_len: int
     vocab_size: int  # prompt token ids must be in [0, vocab_size): the tokenizer's and the model's, both
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    @property
+    def adapters(self) -> Sequence[str]:
+        """Names of the loaded adapters (read-only here, so engines may keep them in any sequence)."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream deltas for every sequence of ``request`` until each has a finish_reason."""
         ...
 

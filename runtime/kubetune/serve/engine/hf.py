@@ -17,7 +17,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import torch
@@ -77,7 +77,7 @@ class HFEngine:
         self._thread = threading.Thread(target=self._run, name="kubetune-hf-engine", daemon=True)
         self._thread.start()
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream the deltas of every sequence of ``request``; closing the iterator cancels the request."""
         if self._stopping.is_set():
             raise EngineError("the engine is shutting down")

@@ -41,7 +41,8 @@ class IncrementalDecoder:
     read: int = 0
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        # one sequence decodes to one str (decode is typed str | list[str] for batches)
+        return str(self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
 
     def add(self, token_id: int) -> str:
         """Append a token; return the text it completes ("" while a character is incomplete)."""

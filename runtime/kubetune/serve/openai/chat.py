@@ -12,6 +12,21 @@ from kubetune.serve.errors import OpenAIError, bad_request
 from kubetune.serve.openai.admission import Ticket
 from kubetune.serve.openai.params import sampling_params
 from kubetune.serve.openai.protocol import ChatCompletionRequest, ChatMessage
+from kubetune.serve.openai.responses import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatLogprobs,
+    ChunkChoice,
+    FunctionCallOut,
+    TokenLogprobOut,
+    ToolCallDelta,
+    ToolCallOut,
+    TopLogprob,
+    Usage,
+)
 from kubetune.serve.openai.service import Choice, Service, new_id, now, sse
 from kubetune.serve.openai.tools import ToolCallStream, ToolFormat, parse_tool_calls, tool_format_for
 
@@ -45,12 +60,10 @@ def prompt_chars(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | N
     return size + (len(json.dumps(tools)) if tools else 0)
 
 
-def logprobs_json(items: list[TokenLogprob]) -> dict[str, Any]:
-    def entry(token: str, logprob: float) -> dict[str, Any]:
-        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
-
-    return {"content": [{**entry(t.token, t.logprob), "top_logprobs": [entry(tok, lp) for tok, lp in t.top]}
-                        for t in items]}
+def chat_logprobs(items: list[TokenLogprob]) -> ChatLogprobs:
+    return ChatLogprobs(content=[TokenLogprobOut(token=t.token, logprob=t.logprob, bytes=list(t.token.encode()),
+                                                 top_logprobs=[TopLogprob.of(tok, lp) for tok, lp in t.top])
+                                 for t in items])
 
 
 class ChatService(Service):
@@ -98,31 +111,30 @@ class ChatService(Service):
         vocab = self.engine.tokenizer.get_vocab()
         return [vocab[m] for m in (fmt.start, fmt.end) if m and m in vocab]
 
-    async def complete(self, req: ChatCompletionRequest) -> dict[str, Any]:
+    async def complete(self, req: ChatCompletionRequest) -> ChatCompletion:
         request, fmt, ticket = await self.prepare(req)
         try:
             choices = await self.collect(request, ticket)
         finally:
             ticket.close()
-        return {
-            "id": new_id("chatcmpl"), "object": "chat.completion", "created": now(), "model": req.model,
-            "choices": [self._choice(i, c, fmt, req.logprobs) for i, c in enumerate(choices)],
-            "usage": _usage(len(request.prompt_ids), sum(c.completion_tokens for c in choices)),
-        }
+        return ChatCompletion(
+            id=new_id("chatcmpl"), created=now(), model=req.model,
+            choices=[self._choice(i, c, fmt, req.logprobs) for i, c in enumerate(choices)],
+            usage=Usage.of(len(request.prompt_ids), sum(c.completion_tokens for c in choices)))
 
     @staticmethod
-    def _choice(index: int, choice: Choice, fmt: ToolFormat | None, logprobs: bool) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": choice.text}
+    def _choice(index: int, choice: Choice, fmt: ToolFormat | None, logprobs: bool) -> ChatChoice:
+        message = AssistantMessage(content=choice.text)
         finish = choice.finish_reason
         if fmt is not None:
             content, calls = parse_tool_calls(choice.text, fmt)
             if calls:
-                message = {"role": "assistant", "content": content, "tool_calls": [
-                    {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
-                    for cid, name, args in calls]}
+                message = AssistantMessage(content=content, tool_calls=[
+                    ToolCallOut(id=cid, function=FunctionCallOut(name=name, arguments=args))
+                    for cid, name, args in calls])
                 finish = "tool_calls"
-        return {"index": index, "message": message, "finish_reason": finish,
-                "logprobs": logprobs_json(choice.logprobs) if logprobs else None}
+        return ChatChoice(index=index, message=message, finish_reason=finish,
+                          logprobs=chat_logprobs(choice.logprobs) if logprobs else None)
 
     async def stream(self, req: ChatCompletionRequest) -> tuple[AsyncIterator[str], Ticket]:
         """Server-sent events and their ticket (the caller closes it when the response ends); validation errors
@@ -134,13 +146,13 @@ class ChatService(Service):
                       ticket: Ticket) -> AsyncIterator[str]:
         cid, created = new_id("chatcmpl"), now()
 
-        def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> str:
-            return sse(json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                   "model": req.model, "choices": [{"index": index, "delta": delta,
-                                                                    "logprobs": logprobs, "finish_reason": finish}]}))
+        def chunk(index: int, delta: ChatDelta, finish: str | None = None, logprobs: ChatLogprobs | None = None
+                  ) -> str:
+            return sse(ChatCompletionChunk(id=cid, created=created, model=req.model, choices=[
+                ChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)]).model_dump_json())
 
         for i in range(req.n):
-            yield chunk(i, {"role": "assistant", "content": ""})
+            yield chunk(i, ChatDelta(role="assistant", content=""))
         parsers = [ToolCallStream(fmt) if fmt else None for _ in range(req.n)]
         tokens = [0] * req.n
         try:
@@ -149,34 +161,30 @@ class ChatService(Service):
                 for out in self._stream_delta(delta, parsers[delta.index], req.logprobs):
                     yield chunk(delta.index, *out)
         except OpenAIError as exc:
-            yield sse(json.dumps(exc.body()))
+            yield sse(exc.response().model_dump_json())
         finally:
             ticket.close()
         if req.stream_options and req.stream_options.include_usage:
-            yield sse(json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                  "model": req.model, "choices": [],
-                                  "usage": _usage(len(request.prompt_ids), sum(tokens))}))
+            yield sse(ChatCompletionChunk(id=cid, created=created, model=req.model, choices=[],
+                                          usage=Usage.of(len(request.prompt_ids), sum(tokens))).model_dump_json())
         yield sse("[DONE]")
 
     @staticmethod
     def _stream_delta(delta: Delta, parser: ToolCallStream | None, logprobs: bool
-                      ) -> list[tuple[dict[str, Any], str | None, Any]]:
+                      ) -> list[tuple[ChatDelta, str | None, ChatLogprobs | None]]:
         """(delta, finish_reason, logprobs) triples for one engine delta."""
-        lp = logprobs_json(list(delta.logprobs)) if logprobs and delta.logprobs else None
+        lp = chat_logprobs(list(delta.logprobs)) if logprobs and delta.logprobs else None
+        out: list[tuple[ChatDelta, str | None, ChatLogprobs | None]]
         if parser is None:
-            out = [({"content": delta.text} if delta.text else {}, None, lp)]
+            out = [(ChatDelta(content=delta.text or None), None, lp)]
         else:
             events = parser.feed(delta.text) + (parser.finish() if delta.finish_reason else [])
-            out = [({"content": v} if k == "content" else {"tool_calls": [
-                {"index": v[0], "id": v[1], "type": "function", "function": {"name": v[2], "arguments": v[3]}}]},
+            out = [(ChatDelta(content=v) if k == "content" else ChatDelta(tool_calls=[
+                ToolCallDelta(index=v[0], id=v[1], function=FunctionCallOut(name=v[2], arguments=v[3]))]),
                 None, None) for k, v in events]
             if lp and out:
                 out[0] = (out[0][0], None, lp)
         if delta.finish_reason:
             finish = "tool_calls" if parser is not None and parser.calls else delta.finish_reason
-            out.append(({}, finish, None))
-        return [o for o in out if o[0] or o[1] or o[2]]
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+            out.append((ChatDelta(), finish, None))
+        return [o for o in out if not o[0].empty() or o[1] or o[2]]

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import cast
 
 from kubetune.serve.engine import GenerationRequest, TokenLogprob
 from kubetune.serve.errors import OpenAIError, bad_request
 from kubetune.serve.openai.admission import Ticket
 from kubetune.serve.openai.params import sampling_params
 from kubetune.serve.openai.protocol import CompletionRequest
+from kubetune.serve.openai.responses import Completion, CompletionChoice, CompletionLogprobs, Usage
 from kubetune.serve.openai.service import Choice, Service, new_id, now, sse
 
 
-def _logprobs(items: list[TokenLogprob], offset: int) -> dict[str, Any]:
+def _logprobs(items: list[TokenLogprob], offset: int) -> CompletionLogprobs:
     offsets, at = [], offset
     for item in items:
         offsets.append(at)
         at += len(item.token)
-    return {"tokens": [t.token for t in items], "token_logprobs": [t.logprob for t in items],
-            "top_logprobs": [dict(t.top) for t in items], "text_offset": offsets}
+    return CompletionLogprobs(tokens=[t.token for t in items], token_logprobs=[t.logprob for t in items],
+                              top_logprobs=[dict(t.top) for t in items], text_offset=offsets)
 
 
 def _param(req: CompletionRequest, index: int) -> str:
@@ -58,7 +58,7 @@ class CompletionService(Service):
                 self.check_prompt_chars(len(p), _param(req, i))
                 out.append(p)
             else:
-                out.append(self._token_prompt(list(p), _param(req, i)))  # type: ignore[arg-type]
+                out.append(self._token_prompt(list(cast("list[int]", p)), _param(req, i)))
         return out
 
     def _tokenize(self, prompts: list[str | list[int]]) -> list[list[int]]:
@@ -90,9 +90,10 @@ class CompletionService(Service):
         return requests, ticket
 
     def _echo(self, request: GenerationRequest, echo: bool) -> str:
-        return self.engine.tokenizer.decode(request.prompt_ids, skip_special_tokens=True) if echo else ""
+        # decode is typed str | list[str] (a batch decodes to a list); one sequence decodes to one str
+        return str(self.engine.tokenizer.decode(request.prompt_ids, skip_special_tokens=True)) if echo else ""
 
-    async def complete(self, req: CompletionRequest) -> dict[str, Any]:
+    async def complete(self, req: CompletionRequest) -> Completion:
         requests, ticket = await self.prepare(req)
         try:
             results: list[list[Choice]] = await asyncio.gather(*(self.collect(r, ticket) for r in requests))
@@ -102,13 +103,13 @@ class CompletionService(Service):
         for p, (request, outs) in enumerate(zip(requests, results, strict=True)):
             prefix = self._echo(request, req.echo)
             for j, c in enumerate(outs):
-                choices.append({"index": p * req.n + j, "text": prefix + c.text, "finish_reason": c.finish_reason,
-                                "logprobs": _logprobs(c.logprobs, len(prefix)) if req.logprobs is not None else None})
+                choices.append(CompletionChoice(
+                    index=p * req.n + j, text=prefix + c.text, finish_reason=c.finish_reason,
+                    logprobs=_logprobs(c.logprobs, len(prefix)) if req.logprobs is not None else None))
         prompt_tokens = sum(len(r.prompt_ids) for r in requests)
         completion = sum(c.completion_tokens for outs in results for c in outs)
-        return {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": req.model,
-                "choices": choices, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                                              "total_tokens": prompt_tokens + completion}}
+        return Completion(id=new_id("cmpl"), created=now(), model=req.model, choices=choices,
+                          usage=Usage.of(prompt_tokens, completion))
 
     async def stream(self, req: CompletionRequest) -> tuple[AsyncIterator[str], Ticket]:
         """Server-sent events and their ticket (the caller closes it when the response ends)."""
@@ -140,12 +141,11 @@ class CompletionService(Service):
                 if item is None:
                     running -= 1
                 elif isinstance(item, OpenAIError):
-                    yield sse(json.dumps(item.body()))
+                    yield sse(item.response().model_dump_json())
                 else:
                     index, text, finish, lp = item
-                    yield sse(json.dumps({"id": cid, "object": "text_completion", "created": created,
-                                          "model": req.model, "choices": [{"index": index, "text": text,
-                                                                           "logprobs": lp, "finish_reason": finish}]}))
+                    choice = CompletionChoice(index=index, text=text, logprobs=lp, finish_reason=finish)
+                    yield sse(Completion(id=cid, created=created, model=req.model, choices=[choice]).model_dump_json())
         finally:
             for task in tasks:
                 task.cancel()

@@ -1,4 +1,5 @@
-"""Request and response models of the OpenAI chat and completions APIs (the fields this server honours).
+"""Request models of the OpenAI chat and completions APIs (the fields this server honours); responses are in
+kubetune.serve.openai.responses.
 
 Unknown request fields are ignored, as OpenAI clients send vendor extensions; known fields with bad values are a
 400 that names the field.
@@ -100,9 +101,3 @@ class CompletionRequest(SamplingFields):
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1)
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int

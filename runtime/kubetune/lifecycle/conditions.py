@@ -1,5 +1,8 @@
-"""metav1 conditions as plain dicts: set one (keeping lastTransitionTime when its status did not change), read
-one, and list what changed between two statuses (for Events)."""
+"""metav1 conditions as plain dicts: set one (keeping lastTransitionTime when its status did not change), read one.
+
+The operator and ``kubetune run`` write conditions through these functions, so a condition means the same in a
+status read from the apiserver and in a local record.
+"""
 
 from __future__ import annotations
 
@@ -38,9 +41,9 @@ def set_condition(conditions: Conditions | None, cond: Cond, now: str, generatio
     out = copy.deepcopy(list(conditions or []))
     previous = get_condition(out, cond.type)
     entry: dict[str, Any] = {
-        "type": cond.type,
+        "type": str(cond.type),
         "status": cond.status_text,
-        "reason": cond.reason,
+        "reason": str(cond.reason),
         "message": cond.message,
         "lastTransitionTime": now,
     }
@@ -61,11 +64,15 @@ def apply_conditions(conditions: Conditions | None, conds: list[Cond], now: str,
     return list(conditions or [])
 
 
-def changed(old: Conditions | None, new: Conditions | None) -> list[dict[str, Any]]:
-    """Conditions of ``new`` whose status or reason differ from ``old`` (new ones included)."""
-    out = []
-    for cond in new or []:
-        before = get_condition(old, cond["type"])
-        if before is None or (before.get("status"), before.get("reason")) != (cond["status"], cond["reason"]):
-            out.append(cond)
-    return out
+@dataclass(frozen=True)
+class Verdict:
+    """A status decision: phase, top-level reason and message, and the conditions to set."""
+
+    phase: str
+    reason: str
+    message: str
+    conditions: list[Cond]
+
+    def parts(self) -> tuple[str, list[Cond], str, str]:
+        """(phase, conditions, reason, message), the shape the operator's status derivations pass around."""
+        return self.phase, self.conditions, self.reason, self.message
