@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
 
 from kubetune.api.documents import validate_file
@@ -31,6 +32,6 @@ def run(args: argparse.Namespace, command: str) -> int:
 
 def _register_runtime_config() -> None:
     """Runtime and evaluation configs are validated by their own layers when they are installed."""
-    with contextlib.suppress(ModuleNotFoundError):
-        import kubetune.config.documents  # noqa: F401  (registers itself in EXTRA_VALIDATORS)
-        import kubetune.eval.documents  # noqa: F401  (registers itself first in EXTRA_VALIDATORS)
+    for module in ("kubetune.config.documents", "kubetune.eval.documents"):  # each registers its validator
+        with contextlib.suppress(ModuleNotFoundError):
+            importlib.import_module(module)
