@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.eval.benchmark import BenchmarkError
-from kubetune.eval.results import percent
+from kubetune.eval.results import percent, write_result_files
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,4 @@ def to_json(result: GenerationResult) -> dict:
 
 def write_generation_results(result: GenerationResult, save_dir: str | Path) -> Path:
     """Write ``results.json`` and ``results.log`` into ``save_dir`` (created; must not exist)."""
-    out = Path(save_dir)
-    out.mkdir(parents=True, exist_ok=False)
-    (out / "results.json").write_text(json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n",
-                                      encoding="utf-8")
-    (out / "results.log").write_text(table(result) + "\n", encoding="utf-8")
-    return out
+    return write_result_files(save_dir, to_json(result), table(result))

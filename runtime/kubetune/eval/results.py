@@ -1,5 +1,5 @@
 """Accuracy per subject, per category and overall, the printed table and the results files. Pure except
-:func:`write_results`.
+:func:`write_result_files`.
 
 Category and overall accuracy count questions (a subject with more questions weighs more), as LLaMA-Factory
 does. Scores are percentages (0-100) with two decimals, the scale LLaMA-Factory prints.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 AVERAGE = "Average"
 
@@ -80,9 +81,13 @@ def to_json(result: BenchmarkResult) -> dict:
 
 def write_results(result: BenchmarkResult, save_dir: str | Path) -> Path:
     """Write ``results.json`` and ``results.log`` (the table) into ``save_dir`` (created; must not exist)."""
+    return write_result_files(save_dir, to_json(result), table(result))
+
+
+def write_result_files(save_dir: str | Path, payload: dict[str, Any], table_text: str) -> Path:
+    """``results.json`` (``payload``) and ``results.log`` (``table_text``) in ``save_dir`` (created; never overwritten)."""
     out = Path(save_dir)
     out.mkdir(parents=True, exist_ok=False)
-    (out / "results.json").write_text(json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n",
-                                      encoding="utf-8")
-    (out / "results.log").write_text(table(result) + "\n", encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "results.log").write_text(table_text + "\n", encoding="utf-8")
     return out
