@@ -85,7 +85,7 @@ def write_results(result: BenchmarkResult, save_dir: str | Path) -> Path:
 
 
 def write_result_files(save_dir: str | Path, payload: dict[str, Any], table_text: str) -> Path:
-    """``results.json`` (``payload``) and ``results.log`` (``table_text``) in ``save_dir`` (created; never overwritten)."""
+    """Write ``payload`` as ``results.json`` and ``table_text`` as ``results.log`` into a new ``save_dir``."""
     out = Path(save_dir)
     out.mkdir(parents=True, exist_ok=False)
     (out / "results.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
