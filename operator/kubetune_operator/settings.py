@@ -31,10 +31,14 @@ class RenderSettings:
         return {"FineTuneJob": self.runtime_service_account, "ModelExport": self.export_service_account,
                 "InferenceService": self.serving_service_account}[kind]
 
-    def own_service_accounts(self, kind: str) -> tuple[str, ...]:
-        """The ServiceAccounts the operator itself may give a kind's pods: the kind's default and, for an
-        InferenceService, the runtime identity of its adapters sidecar (whose token only that container mounts)."""
-        own = [self.service_account(kind), self.runtime_service_account if kind == "InferenceService" else None]
+    def own_service_accounts(self, kind: str, requested: str | None = None) -> tuple[str, ...]:
+        """The ServiceAccounts the operator itself vouches for on a kind's pods. When the resource names none
+        (``requested``): the kind's default and, for an InferenceService, the runtime identity of its adapters
+        sidecar (whose token only that container mounts). When it names one, only the kind's default: any other
+        account a tenant names, the sidecar's identity included, must be on the admin's list."""
+        own = [self.service_account(kind)]
+        if not requested and kind == "InferenceService":
+            own.append(self.runtime_service_account)
         return tuple(account for account in own if account)
 
     @property

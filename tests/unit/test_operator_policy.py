@@ -27,8 +27,8 @@ from tests.support.workloads import SETTINGS, all_children, pod_templates, servi
 DEFAULT = Policy()
 
 
-def verdict(children, policy: Policy = DEFAULT, kind: str = "FineTuneJob"):
-    return check_children(policy, children, SETTINGS.images, SETTINGS.own_service_accounts(kind))
+def verdict(children, policy: Policy = DEFAULT, kind: str = "FineTuneJob", requested: str | None = None):
+    return check_children(policy, children, SETTINGS.images, SETTINGS.own_service_accounts(kind, requested))
 
 
 def test_default_policy_allows_what_the_operator_renders_by_itself():
@@ -47,6 +47,19 @@ def test_default_policy_refuses_a_named_image_and_service_account():
     account = serving("team-a", "hf", serviceAccountName="namespace-admin")
     reason, message = verdict(account, kind="InferenceService")
     assert reason == SERVICE_ACCOUNT_NOT_ALLOWED and "'namespace-admin'" in message
+
+
+def test_a_tenant_cannot_name_the_adapters_sidecar_identity():
+    """The operator gives its runtime identity to the adapters sidecar only; named in spec.serviceAccountName it
+    would mount that token into the serving container, so it needs the admin's list like any other account."""
+    runtime = SETTINGS.runtime_service_account
+    named = serving("team-a", "hf", serviceAccountName=runtime)
+    reason, message = verdict(named, kind="InferenceService", requested=runtime)
+    assert reason == SERVICE_ACCOUNT_NOT_ALLOWED and repr(runtime) in message
+    listed = Policy.model_validate({"serviceAccounts": {"allowed": [runtime]}})
+    assert verdict(named, listed, kind="InferenceService", requested=runtime) is None
+    # naming a kind's own default changes nothing
+    assert verdict(training("team-a", "job"), kind="FineTuneJob", requested=runtime) is None
 
 
 def test_policy_patterns_open_images_and_accounts():

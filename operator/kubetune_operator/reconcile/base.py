@@ -97,8 +97,9 @@ def check_ownership(ctx: Context, parent: dict[str, Any], manifests: list[dict[s
 def apply_children(ctx: Context, parent: dict[str, Any], manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Check the admin's policy and child ownership, then server-side apply each child in order; returns the
     applied objects by kind. Raises Refused when the policy forbids a pod or a child's name is taken."""
+    requested = (parent.get("spec") or {}).get("serviceAccountName")
     denied = check_children(ctx.policy, manifests, ctx.settings.images,
-                            ctx.settings.own_service_accounts(parent["kind"]))
+                            ctx.settings.own_service_accounts(parent["kind"], requested))
     if denied:
         raise Refused(Rejection(*denied))
     check_ownership(ctx, parent, manifests)
