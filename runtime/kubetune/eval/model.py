@@ -20,8 +20,8 @@ def load_model(config: EvalConfig) -> tuple[Any, Any]:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kubetune.export.merge import apply_adapters, check_adapter
-    from kubetune.serve.engine.hf_load import pick_device, pick_dtype
+    from kubetune.model.devices import pick_device, pick_dtype
+    from kubetune.model.merging import apply_adapters, check_adapter
 
     device = pick_device(config.device)
     dtype = pick_dtype(config.infer_dtype, device)

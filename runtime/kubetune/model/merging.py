@@ -6,6 +6,8 @@ manifests and refuse an adapter trained on another base with the same message.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,6 +28,26 @@ def check_adapter(adapter: str, *, strict: bool) -> ArtifactManifest | None:
     return check_artifact(adapter, expect_type="lora-adapter")
 
 
+@contextmanager
+def fits_base(adapter: str, manifest: ArtifactManifest | None, base: str, advice: str) -> Iterator[None]:
+    """Turn PEFT's shape error for an adapter trained on another base model into an ArtifactError for people.
+
+    Args:
+        adapter: how the message names the adapter.
+        manifest: its manifest, which records the base it was trained on (None for a plain PEFT directory).
+        base: the model it was loaded onto.
+        advice: what to do instead.
+    """
+    try:
+        yield
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        trained_on = manifest.base_model.uri if manifest and manifest.base_model.uri else "another model"
+        raise ArtifactError(f"{adapter}: an adapter for another base model (it was trained on {trained_on} and does "
+                            f"not fit {base}); {advice}") from exc
+
+
 def apply_adapters(model: PreTrainedModel, adapters: list[str],
                    manifests: list[ArtifactManifest | None]) -> PreTrainedModel:
     """Merge each adapter into ``model`` in order (W += B·A·scale per adapter) and return the plain model."""
@@ -33,13 +55,7 @@ def apply_adapters(model: PreTrainedModel, adapters: list[str],
 
     for adapter, manifest in tqdm(list(zip(adapters, manifests, strict=True)), desc="merging adapters",
                                   unit="adapter", disable=not adapters):
-        try:
+        with fits_base(adapter, manifest, model.name_or_path, "use the base it was trained on"):
             peft_model = PeftModel.from_pretrained(model, adapter)
-        except RuntimeError as exc:
-            if "size mismatch" not in str(exc):
-                raise
-            trained_on = manifest.base_model.uri if manifest and manifest.base_model.uri else "another model"
-            raise ArtifactError(f"{adapter}: adapter for another base model (trained on {trained_on}); its shapes "
-                                f"do not fit {model.name_or_path}. Use the base it was trained on") from exc
         model = peft_model.merge_and_unload()
     return model

@@ -5,31 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from kubetune.artifacts import ArtifactError
 from kubetune.config.serve_args import ServeConfig
 from kubetune.model.chatformat import stop_token_ids
-from kubetune.model.merging import DTYPES, apply_adapters, check_adapter
+from kubetune.model.devices import pick_device, pick_dtype
+from kubetune.model.merging import apply_adapters, check_adapter, fits_base
 from kubetune.serve.engine.hf import HFEngine
 
 DEFAULT_ADAPTER = "default"  # internal name of the adapter that answers to the served model's name
-
-
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` is bfloat16 on a GPU that supports it and float32 on CPU (half precision is slow there)."""
-    if dtype != "auto":
-        return DTYPES[dtype]
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
 
 
 def _is_dora(path: str) -> bool:
@@ -63,17 +47,12 @@ def load_hf_engine(config: ServeConfig) -> HFEngine:
 
         for name, path in adapters.items():
             manifest = check_adapter(path, strict=False)
-            try:
+            with fits_base(f"adapter {name!r} ({path})", manifest, config.model_name_or_path,
+                           "serve it with its own base model"):
                 if isinstance(model, PeftModel):
                     model.load_adapter(path, adapter_name=name)
                 else:
                     model = PeftModel.from_pretrained(model, path, adapter_name=name)
-            except RuntimeError as exc:
-                if "size mismatch" not in str(exc):
-                    raise
-                trained_on = manifest.base_model.uri if manifest and manifest.base_model.uri else "another model"
-                raise ArtifactError(f"adapter {name!r} ({path}) was trained on {trained_on} and does not fit "
-                                    f"{config.model_name_or_path}; serve it with its own base model") from exc
     model.eval()
     max_len = config.max_model_len or getattr(model.config, "max_position_embeddings", None) or 2048
     stops = stop_token_ids(tokenizer, config.template, model.generation_config.eos_token_id)
