@@ -1,4 +1,5 @@
-"""Object metadata shared by every render: owner references, labels, concrete output directories, spec hashes.
+"""Object metadata shared by every render: owner references, labels, output directories (named by the lifecycle),
+spec hashes.
 
 Everything here is a pure function of the parent object: no clock, no random names. Re-rendering the same parent
 gives byte-identical children, which is what makes server-side apply idempotent.
@@ -10,17 +11,15 @@ import hashlib
 import json
 from typing import Any
 
-from kubetune.names import output_folder
+from kubetune.lifecycle.outputs import output_uri
 from kubetune_operator.kinds import COMPONENT as MANAGER
 from kubetune_operator.kinds import MANAGED_BY, QUEUE_LABEL, owner_label
 
 
-def output_dir(parent: dict[str, Any], output_uri: str) -> str:
+def output_dir(parent: dict[str, Any], output_uri_parent: str) -> str:
     """``<output.uri>/<name>-<uid8>/``: the fresh directory a producer writes, never overwritten."""
-    uid = parent["metadata"].get("uid") or ""
-    if len(uid) < 8:
-        raise ValueError(f"{parent['kind']} {parent['metadata'].get('name')!r} has no uid yet")
-    return f"{output_uri.rstrip('/')}/{output_folder(parent['metadata']['name'], uid)}/"
+    meta = parent["metadata"]
+    return output_uri(output_uri_parent, meta["name"], meta.get("uid") or "")
 
 
 def owner_reference(parent: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ reach the same status. Each case feeds both executors the same upstream status a
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from kubetune.lifecycle import runs
 from kubetune.lifecycle.conditions import Cond, apply_conditions
+from kubetune.lifecycle.inferenceservice import ServingObservation, derive_inferenceservice_status
+from kubetune.lifecycle.modelexport import ExportObservation, derive_modelexport_status
+from kubetune.lifecycle.runs import RunState
 from kubetune.local.context import LocalContext
 from kubetune.local.plan import load_objects
 from kubetune.local.runner import admit
@@ -18,8 +23,6 @@ from kubetune.local.sources import resolve_reference
 from kubetune.local.status import Tracker
 from kubetune.local.workdir import WorkDir
 from kubetune_operator.resolve import resolve_ref
-from kubetune_operator.status.export import ExportObservation, derive_modelexport_status
-from kubetune_operator.status.serving import ServingObservation, derive_inferenceservice_status
 from tests.builders import make_finetunejob, make_inferenceservice, make_modelexport
 
 FAILED = {"phase": "Failed", "reason": "BackoffLimitExceeded", "message": "PyTorchJob sft failed",
@@ -129,3 +132,106 @@ def test_a_consumer_waiting_for_its_source_has_the_same_status_in_both_executors
     ctx = LocalContext(work=work, pvc_root=tmp_path / "pvc", console=False, say=lambda _: None)
     local = admit(load_objects([file])[0], ctx).status
     assert _without_times(local) == _without_times(_operator_waiting(kind, UPSTREAMS["running"]))
+
+
+# ---- step by step: each status `kubetune run` records is the one the operator derives from the same observation ----
+
+def _shape(status: dict[str, Any]) -> tuple[Any, ...]:
+    """What the two executors must agree on: phase, reason and each condition's status and reason, in order."""
+    return status["phase"], status["reason"], [(c["type"], c["status"], c["reason"]) for c in status["conditions"]]
+
+
+class Recorder:
+    """The statuses a Tracker saved, one per change, with a clock that counts."""
+
+    def __init__(self, work: WorkDir, record: Any) -> None:
+        self.steps: list[dict[str, Any]] = []
+        self.ticks = iter(f"t{i}" for i in range(100))
+        self.tracker = Tracker(work, record, say=lambda _: None, clock=lambda: next(self.ticks))
+        saving = work.save
+
+        def save(rec: Any) -> None:
+            saving(rec)
+            self.steps.append(copy.deepcopy(rec.status))
+
+        object.__setattr__(work, "save", save)
+
+
+def _ftj_upstream(work: WorkDir, tmp_path: Path, adapter_dir: Path) -> None:
+    upstream = admitted(work, tmp_path)
+    upstream.status = {"phase": "Succeeded", "conditions": [{"type": "Succeeded", "status": "True"}],
+                       "output": {"uri": adapter_dir.as_uri() + "/", "artifactType": "lora-adapter",
+                                  "baseModel": {"uri": (tmp_path / "base").as_uri()}}}
+    work.save(upstream)
+
+
+def test_local_modelexport_status_is_the_operators_step_by_step(tmp_path, monkeypatch):
+    """kubetune run's export executor (real code path, the export itself replaced by one writing a manifest):
+    source resolved -> Running -> Succeeded, each step derived as the operator derives it from its Job."""
+    import kubetune.export.pipeline as pipeline
+    from kubetune.artifacts import ArtifactManifest, BaseModelInfo, write_manifest
+    from kubetune.local.export import run_modelexport
+
+    def fake_export(config, created_by=None, strict_manifests=False):  # type: ignore[no-untyped-def]
+        Path(config.export_dir).mkdir(parents=True)
+        (Path(config.export_dir) / "model.safetensors").write_text("weights")
+        return write_manifest(config.export_dir, ArtifactManifest(
+            artifact_type="full-model", base_model=BaseModelInfo(uri=config.base_model_uri)))
+
+    monkeypatch.setattr(pipeline, "run_export", fake_export)
+    work = WorkDir(tmp_path / "work")
+    _ftj_upstream(work, tmp_path, tmp_path / "adapter")
+    file = tmp_path / "export.yaml"
+    file.write_text(yaml.safe_dump(make_modelexport("merged", source={"fineTuneJobRef": {"name": "sft"}},
+                                                    output={"uri": (tmp_path / "out").as_uri()})))
+    obj = load_objects([file])[0]
+    record, _ = work.admit(obj)
+    rec = Recorder(work, record)
+    ctx = LocalContext(work=work, pvc_root=tmp_path / "pvc", console=False, say=lambda _: None)
+    assert run_modelexport(obj, record, rec.tracker, ctx).value == "Succeeded"
+    running, done = rec.steps
+
+    prev: dict[str, Any] = {}
+    in_cluster = []
+    for job in (RunState(runs.RUNNING), RunState(runs.SUCCEEDED)):
+        prev = derive_modelexport_status(prev, ExportObservation(1, "t", "merged-export", job=job,
+                                                                 output=done.get("output")))
+        in_cluster.append(prev)
+    assert [_shape(s) for s in (running, done)] == [_shape(s) for s in in_cluster]
+    assert done["output"]["uri"].endswith(f"/out/merged-{record.uid.replace('-', '')[:8]}/")
+    assert done["resolvedSource"]["fineTuneJob"] == "sft"
+
+
+def test_local_inferenceservice_status_is_the_operators_step_by_step(tmp_path):
+    """Loading -> Ready -> stopped as kubetune run records it, and Deploying -> Ready as the operator derives it
+    from the Deployment: the same phases, reasons and conditions."""
+    from kubetune.lifecycle import inferenceservice as S
+    from kubetune.local.serve import report
+    from kubetune_operator.status.deployments import observe_deployment
+
+    work = WorkDir(tmp_path / "work")
+    file = tmp_path / "isvc.yaml"
+    file.write_text(yaml.safe_dump(make_inferenceservice("bot")))
+    record, _ = work.admit(load_objects([file])[0])
+    rec = Recorder(work, record)
+    base = {"resolved_model": {"uri": "hf://org/tiny"}}
+    report(rec.tracker, serving=S.ServingState(S.DEPLOYING, "loading", replicas=1), **base)
+    report(rec.tracker, serving=S.ServingState(S.READY, "serving bot", replicas=1, ready=1), url="http://x/v1",
+           served_models=("bot",), **base)
+    report(rec.tracker, serving=S.ServingState(S.STOPPED, "stopped"), **base)
+    loading, ready, stopped = rec.steps
+
+    def deployment(ready: int, available: str) -> dict[str, Any]:
+        return {"spec": {"replicas": 1}, "status": {"replicas": 1, "readyReplicas": ready,
+                                                    "conditions": [{"type": "Available", "status": available}]}}
+
+    prev: dict[str, Any] = {}
+    in_cluster = []
+    for dep in (deployment(0, "False"), deployment(1, "True")):
+        prev = derive_inferenceservice_status(prev, ServingObservation(
+            1, "t", "app=bot", url="http://bot/v1", served_models=("bot",), serving=observe_deployment(dep), **base))
+        in_cluster.append(prev)
+    assert [_shape(s) for s in (loading, ready)] == [_shape(s) for s in in_cluster]
+    assert (ready["readyReplicas"], ready["servedModels"]) == (in_cluster[1]["readyReplicas"], ["bot"])
+    assert _shape(stopped)[:2] == ("Pending", "NotReady") and "url" not in stopped
+    assert stopped["resolvedModel"] == {"uri": "hf://org/tiny"}

@@ -11,7 +11,8 @@ from kubetune.api.finetunejob import FineTuneJobStatus
 from kubetune.api.inferenceservice import InferenceServiceStatus
 from kubetune.api.modelexport import ModelExportStatus
 from kubetune.cli.main import main as kubetune_main
-from kubetune.local.context import LocalContext, output_name
+from kubetune.lifecycle.outputs import output_uri
+from kubetune.local.context import LocalContext
 from kubetune.local.listing import listing
 from kubetune.local.plan import LocalObject, PlanError, load_objects, order_objects
 from kubetune.local.runner import run_objects
@@ -87,7 +88,7 @@ def test_uid_is_stable_until_the_spec_changes(tmp_path):
     write(file, make_finetunejob("sft", training={"epochs": 1}))
     changed, new_changed = work.admit(load_objects([file])[0])
     assert new_changed and changed.uid != record.uid
-    assert output_name(obj, record.uid) == f"sft-{record.uid.replace('-', '')[:8]}"
+    assert output_uri("pvc://m/out", obj.name, record.uid) == f"pvc://m/out/sft-{record.uid.replace('-', '')[:8]}/"
 
 
 def test_tracker_prints_transitions_and_keeps_transition_times(tmp_path):

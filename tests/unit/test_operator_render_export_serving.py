@@ -117,7 +117,7 @@ def test_hf_serve_config(inputs, config, served):
     assert config_map["metadata"]["name"] == "bot-serve-config"
     rendered = yaml.safe_load(config_map["data"]["serve.yaml"])
     assert config.items() <= rendered.items()
-    assert (rendered["infer_backend"], rendered["port"], rendered["max_model_len"]) == ("huggingface", 8000, 1024)
+    assert (rendered["infer_backend"], rendered["port"], rendered["max_model_len"]) == ("hf", 8000, 1024)
     assert inputs.served_models("hf") == served
 
 

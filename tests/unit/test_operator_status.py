@@ -6,14 +6,17 @@ from typing import Any
 
 import pytest
 
+from kubetune.lifecycle import runs as L
 from kubetune.lifecycle.conditions import Cond, get_condition, set_condition
+from kubetune.lifecycle.finetunejob import TrainingObservation, derive_finetunejob_status
+from kubetune.lifecycle.inferenceservice import ServingObservation, derive_inferenceservice_status
+from kubetune.lifecycle.inputs import Rejection
+from kubetune.lifecycle.modelexport import ExportObservation, derive_modelexport_status
 from kubetune_operator.reconcile.inferenceservice import serving_inputs
 from kubetune_operator.resolve import Artifact, Unresolved, resolve_ref
-from kubetune_operator.status import launchers as L
-from kubetune_operator.status.common import Rejection, status_patch, transition_events
-from kubetune_operator.status.export import ExportObservation, derive_modelexport_status
-from kubetune_operator.status.serving import ServingObservation, derive_inferenceservice_status
-from kubetune_operator.status.training import TrainingObservation, derive_finetunejob_status
+from kubetune_operator.status.common import status_patch, transition_events
+from kubetune_operator.status.deployments import observe_deployment
+from kubetune_operator.status.launchers import observe_job, observe_pytorchjob
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 
@@ -46,7 +49,7 @@ def ptj(*types: str, **status: Any) -> dict[str, Any]:
     (ptj("Created", "Running", "Failed"), L.FAILED),
 ])
 def test_observe_pytorchjob(body, state):
-    assert L.observe_pytorchjob(body).state == state
+    assert observe_pytorchjob(body).state == state
 
 
 @pytest.mark.parametrize(("status", "state", "reason", "failures"), [
@@ -60,7 +63,7 @@ def test_observe_pytorchjob(body, state):
      "JobSuspended", 0),
 ])
 def test_observe_job(status, state, reason, failures):
-    seen = L.observe_job({"status": status})
+    seen = observe_job({"status": status})
     assert (seen.state, seen.reason, seen.failures) == (state, reason, failures)
 
 
@@ -75,12 +78,12 @@ OUTPUT = {"uri": "pvc://m/run-1a2b3c4d/", "artifactType": "lora-adapter"}
 @pytest.mark.parametrize(("obs", "phase", "conds"), [
     (ftj_obs(), "Pending", {"Accepted": ("True", "SpecValid"), "InputsReady": ("True", "Resolved"),
                             "Running": ("False", "Pending")}),
-    (ftj_obs(launcher=L.LauncherState(L.RUNNING)), "Running", {"Running": ("True", "Running")}),
-    (ftj_obs(launcher=L.LauncherState(L.SUCCEEDED), output=OUTPUT), "Succeeded",
+    (ftj_obs(launcher=L.RunState(L.RUNNING)), "Running", {"Running": ("True", "Running")}),
+    (ftj_obs(launcher=L.RunState(L.SUCCEEDED), output=OUTPUT), "Succeeded",
      {"Running": ("False", "Succeeded"), "Succeeded": ("True", "Succeeded")}),
-    (ftj_obs(launcher=L.LauncherState(L.FAILED, "DeadlineExceeded", "too slow")), "Failed",
+    (ftj_obs(launcher=L.RunState(L.FAILED, "DeadlineExceeded", "too slow")), "Failed",
      {"Failed": ("True", "DeadlineExceeded")}),
-    (ftj_obs(launcher=L.LauncherState(L.RUNNING), suspend=True), "Suspended",
+    (ftj_obs(launcher=L.RunState(L.RUNNING), suspend=True), "Suspended",
      {"Suspended": ("True", "Suspended"), "Running": ("False", "Suspended")}),
     (ftj_obs(rejection=Rejection("InvalidExtraArgs", "spec.extraArgs.foo: unknown")), "Failed",
      {"Accepted": ("False", "InvalidExtraArgs")}),
@@ -98,20 +101,20 @@ def test_finetunejob_status(obs, phase, conds):
 
 
 def test_finetunejob_restarts_count_each_restart_once():
-    running = derive_finetunejob_status({}, ftj_obs(launcher=L.LauncherState(L.RUNNING)))
-    restarting = derive_finetunejob_status(running, ftj_obs(launcher=L.LauncherState(L.RESTARTING)))
-    again = derive_finetunejob_status(restarting, ftj_obs(launcher=L.LauncherState(L.RESTARTING)))
-    back = derive_finetunejob_status(again, ftj_obs(launcher=L.LauncherState(L.RUNNING)))
-    second = derive_finetunejob_status(back, ftj_obs(launcher=L.LauncherState(L.RESTARTING)))
+    running = derive_finetunejob_status({}, ftj_obs(launcher=L.RunState(L.RUNNING)))
+    restarting = derive_finetunejob_status(running, ftj_obs(launcher=L.RunState(L.RESTARTING)))
+    again = derive_finetunejob_status(restarting, ftj_obs(launcher=L.RunState(L.RESTARTING)))
+    back = derive_finetunejob_status(again, ftj_obs(launcher=L.RunState(L.RUNNING)))
+    second = derive_finetunejob_status(back, ftj_obs(launcher=L.RunState(L.RESTARTING)))
     assert [s["restarts"] for s in (running, restarting, again, back, second)] == [0, 1, 1, 1, 2]
     assert running["startTime"] == T1 and back["startTime"] == T1
-    job = derive_finetunejob_status(second, ftj_obs(launcher=L.LauncherState(L.RUNNING, failures=5)))
+    job = derive_finetunejob_status(second, ftj_obs(launcher=L.RunState(L.RUNNING, failures=5)))
     assert job["restarts"] == 5
 
 
 def test_resumed_after_suspension():
-    suspended = derive_finetunejob_status({}, ftj_obs(launcher=L.LauncherState(L.RUNNING), suspend=True))
-    resumed = derive_finetunejob_status(suspended, ftj_obs(launcher=L.LauncherState(L.RUNNING)))
+    suspended = derive_finetunejob_status({}, ftj_obs(launcher=L.RunState(L.RUNNING), suspend=True))
+    resumed = derive_finetunejob_status(suspended, ftj_obs(launcher=L.RunState(L.RUNNING)))
     assert cond_map(resumed)["Suspended"] == ("False", "Resumed") and resumed["phase"] == "Running"
 
 
@@ -175,9 +178,9 @@ def test_serving_inputs(model, adapters, expected):
      "WaitingForSource", "WaitingForSource"),
     (ExportObservation(1, T1, "x-export", unresolved=Unresolved("SourceFailed", "f", ("FineTuneJob", "u"))),
      "Failed", "SourceFailed"),
-    (ExportObservation(1, T1, "x-export", job=L.LauncherState(L.CREATED)), "Pending", "Created"),
-    (ExportObservation(1, T1, "x-export", job=L.LauncherState(L.RUNNING)), "Running", "Running"),
-    (ExportObservation(1, T1, "x-export", job=L.LauncherState(L.SUCCEEDED), output={"uri": "u"}),
+    (ExportObservation(1, T1, "x-export", job=L.RunState(L.CREATED)), "Pending", "Created"),
+    (ExportObservation(1, T1, "x-export", job=L.RunState(L.RUNNING)), "Running", "Running"),
+    (ExportObservation(1, T1, "x-export", job=L.RunState(L.SUCCEEDED), output={"uri": "u"}),
      "Succeeded", "Succeeded"),
 ])
 def test_modelexport_status(obs, phase, reason):
@@ -200,7 +203,7 @@ def deployment(replicas: int, ready: int, available: str) -> dict[str, Any]:
 def test_inferenceservice_status(dep, phase, ready):
     obs = ServingObservation(1, T1, "kubetune.io/inferenceservice=bot", url="http://bot.ns.svc.cluster.local:8000/v1",
                              served_models=("bot",), resolved_model={"uri": "u"}, deployment_name="bot",
-                             deployment=dep)
+                             serving=observe_deployment(dep))
     status = derive_inferenceservice_status({}, obs)
     assert status["phase"] == phase and cond_map(status)["Ready"][0] == ready
     assert status["url"].endswith(":8000/v1") and status["selector"] == "kubetune.io/inferenceservice=bot"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubetune.lifecycle.inputs import Rejection
 from kubetune_operator.kinds import FINETUNEJOB, MODELEXPORT, Resource, resource_of
 from kubetune_operator.kube import Kube
 from kubetune_operator.meta import controlled_by
@@ -17,7 +18,7 @@ from kubetune_operator.policy import Policy, check_children
 from kubetune_operator.resolve import FINETUNEJOB as FTJ_KIND
 from kubetune_operator.resolve import Ref
 from kubetune_operator.settings import RenderSettings
-from kubetune_operator.status.common import Rejection, status_patch, transition_events
+from kubetune_operator.status.common import status_patch, transition_events
 
 log = logging.getLogger("kubetune.operator")
 

@@ -7,10 +7,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubetune.api.common import ArtifactType
-from kubetune.api.conditions import Reason
 from kubetune.api.finetunejob import FineTuneJob, Method
-from kubetune.config import ConfigError, dump_config
-from kubetune.config.mapping.train import runtime_config_from_finetunejob
+from kubetune.config import ConfigError
+from kubetune.config.mapping.train import train_pod_config
+from kubetune.lifecycle.finetunejob import OWNED, TrainingObservation, derive_finetunejob_status
+from kubetune.lifecycle.inputs import Rejection, blocking, config_rejection
 from kubetune.lifecycle.runs import is_terminal
 from kubetune.uris import UriError
 from kubetune_operator.kinds import FINETUNEJOB, JOB, PYTORCHJOB
@@ -30,9 +31,7 @@ from kubetune_operator.reconcile.base import (
 from kubetune_operator.render import pods
 from kubetune_operator.render.training import TrainInputs, launcher_kind, render_training
 from kubetune_operator.resolve import Artifact, Ref, Resolution, first_unresolved, ref_of, resolve_source
-from kubetune_operator.status.common import Rejection
 from kubetune_operator.status.launchers import observe
-from kubetune_operator.status.training import OWNED, TrainingObservation, derive_finetunejob_status
 
 
 def model_sources(job: FineTuneJob) -> list[Any]:
@@ -60,26 +59,9 @@ def read_uris(job: FineTuneJob, resolutions: list[Resolution]) -> tuple[str, ...
 
 
 def runtime_config(job: FineTuneJob, out_uri: str, by_ref: dict[Ref, Artifact]) -> dict[str, Any]:
-    """The flat runtime config for the pod, or a Rejection-worthy ConfigError / UriError."""
-    cfg = runtime_config_from_finetunejob(
-        job, output_dir=pods.pod_path(out_uri), resolve=pods.pod_path,
-        resolve_ref=lambda kind, name: by_ref[(kind, name)].uri,
-    )
-    return dump_config(cfg)
-
-
-def rejection_of(exc: Exception) -> Rejection:
-    """Accepted=False reason and message for what the runtime config (or a URI) rejected."""
-    if isinstance(exc, ConfigError):
-        paths = [e.path for e in exc.errors]
-        if any(p.startswith("spec.extraArgs") for p in paths):
-            reason = Reason.INVALID_EXTRA_ARGS
-        elif any(p.rsplit(".", 1)[-1] == "template" for p in paths):
-            reason = Reason.UNKNOWN_TEMPLATE
-        else:
-            reason = Reason.INVALID_SPEC
-        return Rejection(reason, "; ".join(f"{e.path}: {e.message}" for e in exc.errors))
-    return Rejection(Reason.INVALID_SPEC, str(exc))
+    """The pod contract with in-pod paths, or a Rejection-worthy ConfigError / UriError."""
+    return train_pod_config(job, output_dir=pods.pod_path(out_uri), resolve=pods.pod_path,
+                            resolve_ref=lambda kind, name: by_ref[(kind, name)].uri)
 
 
 def output_status(job: FineTuneJob, out_uri: str, base: Resolution) -> dict[str, Any]:
@@ -127,7 +109,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
             applied = apply_children(ctx, body, render_training(body, job, inputs, config, ctx.settings))
             launcher = applied[kind]
         except (ConfigError, UriError, Invalid) as exc:
-            rejection = rejection_of(exc)
+            rejection = config_rejection(exc)
         except Refused as exc:
             rejection = exc.rejection
         except KubeError as exc:
@@ -135,8 +117,8 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
                 raise
             rejection = Rejection("LauncherUnavailable", f"{kind} is not served by this cluster ({exc}); install "
                                   "the Kubeflow training-operator or set launcher: job")
-    elif launcher is not None and not unresolved.final:
-        unresolved = None  # started earlier: an input vanishing now does not stop a running job
+    else:
+        unresolved = blocking(unresolved, started=launcher is not None)
     obs = TrainingObservation(
         generation=meta.get("generation", 1), now=now, launcher_kind=kind, launcher_name=meta["name"],
         rejection=rejection, unresolved=unresolved, launcher=observe(kind, launcher),

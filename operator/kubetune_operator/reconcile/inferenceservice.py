@@ -9,6 +9,8 @@ from pydantic import ValidationError
 from kubetune.api.common import ArtifactType
 from kubetune.api.conditions import Reason
 from kubetune.api.inferenceservice import InferenceService
+from kubetune.lifecycle.inferenceservice import OWNED, ServingObservation, derive_inferenceservice_status
+from kubetune.lifecycle.inputs import Rejection
 from kubetune.uris import UriError
 from kubetune_operator.kinds import DEPLOYMENT, INFERENCESERVICE
 from kubetune_operator.kube import Invalid
@@ -25,11 +27,8 @@ from kubetune_operator.reconcile.base import (
 from kubetune_operator.render import pods
 from kubetune_operator.render.serving import ServingInputs, render_serving, selector, url
 from kubetune_operator.resolve import Artifact, Ref, first_unresolved, ref_of, resolve_source, same_uri
-from kubetune_operator.status.common import Rejection
-from kubetune_operator.status.serving import ServingObservation, derive_inferenceservice_status
+from kubetune_operator.status.deployments import observe_deployment
 
-OWNED = ("observedGeneration", "phase", "reason", "message", "conditions", "url", "servedModels", "replicas",
-         "readyReplicas", "selector", "resolvedModel", "resolvedAdapters", "deployment")
 WRONG_ARTIFACT_TYPE = "WrongArtifactType"
 
 
@@ -91,7 +90,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     deployment = get_owned(ctx, DEPLOYMENT, body, meta["name"])
     unresolved = first_unresolved([model, *(r for _, r in adapters)])
     if unresolved is not None:
-        obs = ServingObservation(**base, unresolved=unresolved, deployment=deployment)
+        obs = ServingObservation(**base, unresolved=unresolved, serving=observe_deployment(deployment))
     else:
         assert isinstance(model, Artifact)
         inputs = serving_inputs(served_name(body, isvc), model, [(n, a) for n, a in adapters
@@ -106,21 +105,22 @@ def _deploy(ctx: Context, body: dict[str, Any], isvc: InferenceService, inputs: 
     if denied:
         inputs = Rejection(*denied)
     if isinstance(inputs, Rejection):
-        return ServingObservation(**base, rejection=inputs, deployment=deployment)
+        return ServingObservation(**base, rejection=inputs, serving=observe_deployment(deployment))
     try:
         for uri in (inputs.model_uri, inputs.default_adapter, *(u for _, u in inputs.adapters)):
             if uri:
                 pods.pod_path(uri)
         deployment = apply_children(ctx, body, render_serving(body, isvc, inputs, ctx.settings))["Deployment"]
     except (UriError, Invalid) as exc:
-        return ServingObservation(**base, rejection=Rejection("InvalidSpec", str(exc)), deployment=deployment)
+        return ServingObservation(**base, rejection=Rejection("InvalidSpec", str(exc)),
+                                  serving=observe_deployment(deployment))
     except Refused as exc:
-        return ServingObservation(**base, rejection=exc.rejection, deployment=deployment)
+        return ServingObservation(**base, rejection=exc.rejection, serving=observe_deployment(deployment))
     return ServingObservation(
         **base, url=url(body, isvc.spec.port), served_models=tuple(inputs.served_models(isvc.spec.engine.backend)),
         resolved_model={"uri": inputs.model_uri, **({"source": _origin(isvc)} if _origin(isvc) else {})},
         resolved_adapters=tuple({"name": n, "uri": u} for n, u in _served_adapters(inputs)),
-        deployment_name=body["metadata"]["name"], deployment=deployment,
+        deployment_name=body["metadata"]["name"], serving=observe_deployment(deployment),
     )
 
 

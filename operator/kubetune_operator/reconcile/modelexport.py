@@ -8,6 +8,15 @@ from pydantic import ValidationError
 
 from kubetune.api.common import ArtifactType
 from kubetune.api.modelexport import ModelExport, QuantMethod
+from kubetune.lifecycle.inputs import Rejection, blocking
+from kubetune.lifecycle.modelexport import (
+    OWNED,
+    ExportObservation,
+    ExportSource,
+    derive_modelexport_status,
+    export_source,
+    resolved_source,
+)
 from kubetune.lifecycle.runs import is_terminal
 from kubetune.uris import UriError
 from kubetune_operator.gate import score_gate
@@ -27,12 +36,7 @@ from kubetune_operator.reconcile.base import (
 from kubetune_operator.render import pods
 from kubetune_operator.render.export import ExportInputs, job_name, render_export
 from kubetune_operator.resolve import Ref, Unresolved, ref_of, resolve_ref
-from kubetune_operator.status.common import Rejection
-from kubetune_operator.status.export import ExportObservation, derive_modelexport_status
 from kubetune_operator.status.launchers import observe
-
-OWNED = ("observedGeneration", "phase", "reason", "message", "conditions", "resolvedSource", "job", "output")
-WRONG_ARTIFACT_TYPE = "WrongArtifactType"
 
 
 def references(mexp: ModelExport) -> list[Ref]:
@@ -42,35 +46,22 @@ def references(mexp: ModelExport) -> list[Ref]:
 
 def export_inputs(body: dict[str, Any], mexp: ModelExport,
                   fetched: dict[Ref, dict[str, Any] | None]) -> ExportInputs | Unresolved | Rejection:
-    """What to export, from the source: an upstream output (adapter on its base, or a full model) or URIs."""
+    """What to export (the lifecycle's choice from the source), into the fresh output directory."""
     source = mexp.spec.source
-    out_uri = output_dir(body, mexp.spec.output.uri)
     ref = ref_of(source)
-    if ref is None:
-        assert source.model is not None  # the CRD's CEL rule: one source
-        return ExportInputs(model_uri=source.model.uri, output_uri=out_uri,
-                            adapter_uri=source.adapter.uri if source.adapter else None)
-    found = resolve_ref(ref, fetched.get(ref))
-    if isinstance(found, Unresolved):
-        return found
-    blocked = score_gate(source.min_score, ref, fetched.get(ref))
-    if blocked is not None:
-        return blocked
-    if found.artifact_type == ArtifactType.LORA_ADAPTER:
-        base = source.model.uri if source.model else found.base_model_uri
-        if not base:
-            return Rejection(WRONG_ARTIFACT_TYPE, f"{ref[0]} {ref[1]!r} wrote an adapter without a recorded base "
-                             "model; set spec.source.model.uri to its base")
-        return ExportInputs(model_uri=base, output_uri=out_uri, adapter_uri=found.uri)
-    return ExportInputs(model_uri=found.uri, output_uri=out_uri)
-
-
-def resolved_source(mexp: ModelExport, inputs: ExportInputs) -> dict[str, Any]:
-    ref = ref_of(mexp.spec.source)
-    out: dict[str, Any] = {"uri": inputs.adapter_uri or inputs.model_uri, "baseModelUri": inputs.model_uri}
-    if ref:
-        out["fineTuneJob" if ref[0] == "FineTuneJob" else "modelExport"] = ref[1]
-    return out
+    found = None
+    if ref is not None:
+        found = resolve_ref(ref, fetched.get(ref))
+        if isinstance(found, Unresolved):
+            return found
+        blocked = score_gate(source.min_score, ref, fetched.get(ref))
+        if blocked is not None:
+            return blocked
+    chosen = export_source(source, found)
+    if isinstance(chosen, Rejection):
+        return chosen
+    return ExportInputs(model_uri=chosen.model_uri, output_uri=output_dir(body, mexp.spec.output.uri),
+                        adapter_uri=chosen.adapter_uri)
 
 
 def output_status(mexp: ModelExport, inputs: ExportInputs) -> dict[str, Any]:
@@ -103,7 +94,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     job = get_owned(ctx, JOB, body, job_name(meta["name"]))
     inputs = export_inputs(body, mexp, fetch_refs(ctx, meta["namespace"], references(mexp)))
     if isinstance(inputs, Unresolved):
-        obs = ExportObservation(**base, unresolved=inputs if job is None or inputs.final else None,
+        obs = ExportObservation(**base, unresolved=blocking(inputs, started=job is not None),
                                 job=observe("Job", job))
     elif isinstance(inputs, Rejection):
         obs = ExportObservation(**base, rejection=inputs)
@@ -113,7 +104,9 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
                 if uri:
                     pods.pod_path(uri)  # s3:// and unknown schemes cannot be opened in the pod
             job = apply_children(ctx, body, render_export(body, mexp, inputs, ctx.settings))["Job"]
-            obs = ExportObservation(**base, resolved_source=resolved_source(mexp, inputs), job=observe("Job", job),
+            chosen = ExportSource(inputs.model_uri, inputs.adapter_uri)
+            obs = ExportObservation(**base, resolved_source=resolved_source(mexp.spec.source, chosen),
+                                    job=observe("Job", job),
                                     output=output_status(mexp, inputs))
         except (UriError, Invalid) as exc:
             obs = ExportObservation(**base, rejection=Rejection("InvalidSpec", str(exc)))

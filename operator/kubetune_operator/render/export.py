@@ -1,7 +1,8 @@
 """ModelExport -> ConfigMap (export.yaml) + a batch/v1 Job running ``kubetune export /etc/kubetune/export.yaml``.
 
-export.yaml is the ModelExport itself with references replaced by the URIs they resolved to, so the pod needs no
-API access to find its inputs and the export runs exactly as ``kubetune export`` runs the same file locally.
+export.yaml is the pod contract (:func:`kubetune.config.mapping.export.export_pod_document`): the ModelExport itself
+with references replaced by the URIs they resolved to, so the pod needs no API access to find its inputs, and the
+export runs exactly as ``kubetune run`` runs the same document locally.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from kubetune.api.modelexport import ModelExport
+from kubetune.config.mapping.export import export_pod_document
 from kubetune_operator.meta import child_labels, child_metadata
 from kubetune_operator.render import pods
 from kubetune_operator.settings import RenderSettings
@@ -38,24 +40,10 @@ def config_map_name(name: str) -> str:
 
 
 def export_document(parent: dict[str, Any], mexp: ModelExport, inputs: ExportInputs) -> dict[str, Any]:
-    """The ModelExport the pod runs, with its source rewritten to concrete URIs.
-
-    ``kubetune export`` takes this file as it takes a ModelExport on a laptop: it resolves ``pvc://`` under
-    /mnt/pvc, writes ``<output.uri>/<name>-<uid8>/`` and records the object in the artifact manifest.
-    """
-    spec = mexp.spec.wire()
-    model: dict[str, Any] = {"uri": inputs.model_uri}
-    given = mexp.spec.source.model
-    if given is not None and given.credentials_secret_ref is not None:
-        model["credentialsSecretRef"] = given.credentials_secret_ref.wire()
-    spec["source"] = {"model": model, **({"adapter": {"uri": inputs.adapter_uri}} if inputs.adapter_uri else {})}
+    """The ModelExport the pod runs (the pod contract), with its source rewritten to concrete URIs."""
     meta = parent["metadata"]
-    return {
-        "apiVersion": parent["apiVersion"],
-        "kind": parent["kind"],
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
-        "spec": spec,
-    }
+    return export_pod_document(mexp, model_uri=inputs.model_uri, adapter_uri=inputs.adapter_uri,
+                               namespace=meta["namespace"], uid=meta["uid"])
 
 
 def _read_uris(mexp: ModelExport, inputs: ExportInputs) -> list[str]:

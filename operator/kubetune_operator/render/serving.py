@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from kubetune.api.inferenceservice import Backend, InferenceService
-from kubetune.config.mapping.serve import serve_config_from_inferenceservice
+from kubetune.config.mapping.serve import serve_config_from_inferenceservice, serve_pod_config
 from kubetune.config.mapping.vllm import VllmCommand, render_vllm_command
 from kubetune.config.serve_args import ServeConfig
 from kubetune_operator.kinds import SPEC_HASH, owner_label
@@ -89,25 +89,9 @@ def vllm_args(isvc: InferenceService, inputs: ServingInputs) -> list[str]:
 
 
 def serve_config(isvc: InferenceService, inputs: ServingInputs) -> dict[str, Any]:
-    """The flat config ``kubetune serve FILE`` reads (backend hf); the API key comes from env API_KEY."""
-    engine = isvc.spec.engine
-    config: dict[str, Any] = {
-        "model_name_or_path": pods.pod_path(inputs.model_uri),
-        "served_model_name": inputs.name,
-        "infer_backend": "huggingface",
-        "infer_dtype": engine.dtype,
-        "host": "0.0.0.0",
-        "port": isvc.spec.port,
-    }
-    if inputs.default_adapter:
-        config["default_adapter"] = pods.pod_path(inputs.default_adapter)
-    if inputs.adapters:
-        config["lora_adapters"] = [{"name": n, "path": pods.pod_path(u)} for n, u in inputs.adapters]
-    if engine.max_model_len:
-        config["max_model_len"] = engine.max_model_len
-    if isvc.spec.limits and isvc.spec.limits.serve_config():
-        config["limits"] = isvc.spec.limits.serve_config()
-    return config
+    """The flat config ``kubetune serve FILE`` reads (backend hf), from the pod contract the local run uses too;
+    the API key comes from env API_KEY."""
+    return serve_pod_config(pod_serve_config(isvc, inputs))
 
 
 def render_config_map(parent: dict[str, Any], isvc: InferenceService, inputs: ServingInputs) -> dict[str, Any]:

@@ -1,27 +1,9 @@
-"""Pieces every status shares: acceptance verdicts and the top-level reason/message."""
+"""What the operator does with a derived status: the merge patch it writes and the Events it posts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why a schema-valid spec cannot run: a CamelCase reason, and a message naming the field.
-
-    A final rejection fails the object. One that is not final (a child's name taken by an object the resource
-    does not own) keeps it Pending: the operator looks again on its next resync and proceeds once the way is clear.
-    """
-
-    reason: str
-    message: str
-    final: bool = True
-
-
-def reason_fields(reason: str, message: str) -> dict[str, str]:
-    return {"reason": reason, "message": message}
-
 
 WARNING_PHASES = ("Failed",)
 

@@ -72,7 +72,3 @@ class Verdict:
     reason: str
     message: str
     conditions: list[Cond]
-
-    def parts(self) -> tuple[str, list[Cond], str, str]:
-        """(phase, conditions, reason, message), the shape the operator's status derivations pass around."""
-        return self.phase, self.conditions, self.reason, self.message

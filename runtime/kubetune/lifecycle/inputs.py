@@ -1,4 +1,5 @@
-"""What an object's status says while one of its inputs is unresolved, the same in the cluster and in `kubetune run`.
+"""What an object's status says before it runs: its spec refused, or one of its inputs unresolved; the same in the
+cluster and in `kubetune run`.
 
 Each kind shows waiting on its own condition and phase: a FineTuneJob's ``InputsReady`` (phase Pending), a
 ModelExport's ``SourceReady`` (WaitingForSource), an InferenceService's ``ModelResolved`` (WaitingForModel, and
@@ -11,10 +12,26 @@ from dataclasses import dataclass
 
 from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import Reason as R
+from kubetune.config.files import ConfigError
 from kubetune.lifecycle.conditions import Cond, Verdict
 from kubetune.lifecycle.sources import Unresolved
 
 ACCEPTED = Cond(T.ACCEPTED, True, R.SPEC_VALID, "spec is valid")
+# accepted, and waiting for its turn (`kubetune run` runs one object after the other)
+QUEUED = Verdict("Pending", R.PENDING, "queued", [ACCEPTED])
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a schema-valid spec cannot run: a CamelCase reason, and a message naming the field.
+
+    A final rejection fails the object. One that is not final (in the cluster, a child's name taken by an object
+    the resource does not own) keeps it Pending: the operator looks again on its next resync.
+    """
+
+    reason: str
+    message: str
+    final: bool = True
 
 
 @dataclass(frozen=True)
@@ -42,3 +59,33 @@ def unresolved_status(kind: str, src: Unresolved) -> Verdict:
     elif src.final:
         conds.append(Cond(T.FAILED, True, src.reason, src.message))
     return Verdict("Failed" if src.final else gate.waiting_phase, src.reason, src.message, conds)
+
+
+def config_rejection(exc: Exception) -> Rejection:
+    """Why a spec is refused, from what its mapping (a ConfigError with field paths) or a URI rejected."""
+    if isinstance(exc, ConfigError):
+        paths = [e.path for e in exc.errors]
+        if any(p.startswith("spec.extraArgs") for p in paths):
+            reason = R.INVALID_EXTRA_ARGS
+        elif any(p.rsplit(".", 1)[-1] == "template" for p in paths):
+            reason = R.UNKNOWN_TEMPLATE
+        else:
+            reason = R.INVALID_SPEC
+        return Rejection(reason, "; ".join(f"{e.path}: {e.message}" for e in exc.errors))
+    return Rejection(R.INVALID_SPEC, str(exc))
+
+
+def rejected_status(kind: str, rejection: Rejection) -> Verdict:
+    """The status of a ``kind`` object whose spec cannot run: Accepted=False (and, for a service, not Ready)."""
+    conds = [Cond(T.ACCEPTED, False, rejection.reason, rejection.message)]
+    if GATES[kind].serves:
+        conds.append(Cond(T.READY, False, rejection.reason, rejection.message))
+    return Verdict("Failed" if rejection.final else "Pending", rejection.reason, rejection.message, conds)
+
+
+def blocking(unresolved: Unresolved | None, started: bool) -> Unresolved | None:
+    """The unresolved input that holds the object back: once its run started, only a final one does (an input
+    vanishing later does not stop a running job)."""
+    if unresolved is None or (started and not unresolved.final):
+        return None
+    return unresolved

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from kubetune.local.plan import LocalObject
 from kubetune.local.workdir import WorkDir
-from kubetune.names import output_folder
 from kubetune.uris import UriResolver
 
 DEFAULT_PVC_ROOT = ".kubetune/pvc"
@@ -51,8 +50,3 @@ class LocalContext:
     def resolver(self, obj: LocalObject) -> UriResolver:
         """Resolves obj's URIs: pvc:// under pvc_root, relative paths against obj's file."""
         return UriResolver(pvc_root=self.pvc_root.resolve(), base_dir=obj.base_dir)
-
-
-def output_name(obj: LocalObject, uid: str) -> str:
-    """``<name>-<uid8>``: the folder a producer writes under ``spec.output.uri`` (as the operator names it)."""
-    return output_folder(obj.name, uid)

@@ -1,51 +1,40 @@
-"""Run a ModelExport on this machine: resolve its source, map the spec, run the export pipeline the Job runs.
+"""Run a ModelExport on this machine: resolve its source, build the document the export pod runs, export it.
 
-A ``fineTuneJobRef`` source is the job's adapter merged into the base recorded in its manifest (or into
+What is exported is the lifecycle's choice (:func:`kubetune.lifecycle.modelexport.export_source`, as in the
+cluster): a ``fineTuneJobRef`` source is the job's adapter merged into the base recorded in its manifest (or into
 ``source.model`` when given); a ``modelExportRef`` source re-exports that model; ``adapter``/``model`` URIs are used
-as they are. The export writes ``<output.uri>/<name>-<uid8>/`` with its manifest last.
+as they are. The document is the pod's (:func:`kubetune.config.mapping.export.export_pod_document`); the export
+writes ``<output.uri>/<name>-<uid8>/`` with its manifest last.
 """
 
 from __future__ import annotations
 
 import traceback
+from dataclasses import replace
+from typing import Any
 
-from kubetune.api.conditions import ConditionType as T
-from kubetune.api.conditions import ModelExportPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.api.evaluation import score_verdict
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy, read_manifest
 from kubetune.lifecycle import runs
-from kubetune.lifecycle.inputs import unresolved_status
+from kubetune.lifecycle.inputs import Rejection
+from kubetune.lifecycle.modelexport import (
+    OWNED,
+    ExportObservation,
+    ExportSource,
+    derive_modelexport_status,
+    export_source,
+    resolved_source,
+)
+from kubetune.lifecycle.runs import RunState
 from kubetune.local.context import LocalContext, Outcome
-from kubetune.local.finetune import ACCEPTED, done_before, output_location, restart_conditions
+from kubetune.local.finetune import done_before, output_location
 from kubetune.local.plan import LocalObject
-from kubetune.local.sources import Artifact, Unresolved, resolve_source
-from kubetune.local.status import Cond, Tracker
+from kubetune.local.sources import Artifact, Unresolved, absolute_uri, resolve_source
+from kubetune.local.status import Tracker
 from kubetune.local.workdir import Record
 from kubetune.uris import UriError, UriResolver
-
-
-class SourceError(ValueError):
-    """The source resolved but cannot be exported as asked (wrong artifact type, no base model)."""
-
-
-def export_inputs(mexp: ModelExport, source: Artifact, resolver: UriResolver) -> tuple[str, list[str], str | None]:
-    """(base model path, adapter paths, base model uri for the manifest) for a resolved source."""
-    spec = mexp.spec.source
-    if spec.adapter is not None or (spec.model is not None and source.origin is None):
-        assert spec.model is not None
-        adapters = [resolver.resolve(spec.adapter.uri)] if spec.adapter else []
-        return resolver.resolve(spec.model.uri), adapters, spec.model.uri
-    artifact_dir = resolver.resolve(source.uri)
-    if source.artifact_type != "lora-adapter":
-        return artifact_dir, [], source.base_model_uri or source.uri
-    if spec.model is not None:  # base override, e.g. the bf16 base after qlora
-        return resolver.resolve(spec.model.uri), [artifact_dir], spec.model.uri
-    base = source.base_model_path(resolver)
-    if base is None:
-        raise SourceError(f"{source.origin_name}: the adapter's manifest names no base model; set spec.source.model")
-    return base, [artifact_dir], source.base_model_uri
 
 
 def score_gate(min_score: float | None, job: str, namespace: str, ctx: LocalContext,
@@ -56,32 +45,55 @@ def score_gate(min_score: float | None, job: str, namespace: str, ctx: LocalCont
     return found if verdict is None else Unresolved(*verdict)
 
 
-def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact | None:
+def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact | Unresolved | None:
+    """The referenced upstream output (its recorded base made absolute, as consumers elsewhere read it), None for
+    a uri source, or Unresolved after recording why the export waits or fails."""
     mexp = obj.resource
     assert isinstance(mexp, ModelExport)
     source = mexp.spec.source
     if source.fine_tune_job_ref is None and source.model_export_ref is None:
-        assert source.model is not None
-        return Artifact(uri=source.model.uri)
+        return None
     resolution = resolve_source(source, obj.namespace, ctx.work)
     if isinstance(resolution, Artifact) and source.fine_tune_job_ref is not None:
         resolution = score_gate(source.min_score, source.fine_tune_job_ref.name, obj.namespace, ctx, resolution)
     if isinstance(resolution, Unresolved):
-        waiting = unresolved_status("ModelExport", resolution)
-        tracker.set(waiting.phase, waiting.reason, waiting.message, waiting.conditions)
-        return None
+        report(tracker, unresolved=resolution)
+        return resolution
+    if resolution.base_model_uri:  # relative to the producer's file
+        producer = UriResolver(pvc_root=ctx.pvc_root.resolve(), base_dir=resolution.base_dir)
+        resolution = replace(resolution, base_model_uri=absolute_uri(resolution.base_model_uri, producer))
     return resolution
 
 
-def _fail(tracker: Tracker, reason: R, message: str) -> Outcome:
-    end = runs.failed(reason, message)
-    tracker.set(end.phase, end.reason, end.message, end.conditions)
+def report(tracker: Tracker, *, run: RunState | None = None, **observed: Any) -> None:
+    """Derive the status from what this export observed, with the function the operator uses, and record it."""
+    obs = ExportObservation(generation=tracker.generation, now=tracker.clock(), job_name="", job=run, **observed)
+    tracker.apply(derive_modelexport_status(tracker.status, obs), OWNED)
+
+
+def _reject(tracker: Tracker, reason: str, message: str) -> Outcome:
+    report(tracker, rejection=Rejection(reason, message))
+    return Outcome.BLOCKED
+
+
+def _fail(tracker: Tracker, message: str) -> Outcome:
+    report(tracker, run=RunState(runs.FAILED, R.FAILED, message))
     return Outcome.FAILED
+
+
+def export_document(obj: LocalObject, record: Record, chosen: ExportSource) -> dict[str, Any]:
+    """The document the export pod would run for ``obj`` (the pod contract), with this run's uid."""
+    from kubetune.config.mapping.export import export_pod_document
+
+    mexp = obj.resource
+    assert isinstance(mexp, ModelExport)
+    return export_pod_document(mexp, model_uri=chosen.model_uri, adapter_uri=chosen.adapter_uri,
+                               namespace=obj.namespace, uid=record.uid)
 
 
 def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: LocalContext) -> Outcome:
     """Export ``obj`` (a ModelExport) here, keeping its record current. Returns how it ended."""
-    from kubetune.config.mapping.export import export_config_from_modelexport
+    from kubetune.config.mapping.export import resolve_modelexport
 
     mexp = obj.resource
     assert isinstance(mexp, ModelExport)
@@ -89,29 +101,23 @@ def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     try:
         output_uri, export_dir = output_location(obj, record, resolver, mexp.spec.output.uri)
     except UriError as exc:  # a pvc:// output that leaves its claim: nothing is written
-        return _fail(tracker, R.INVALID_SPEC, f"spec.output.uri: {exc}")
+        return _reject(tracker, R.INVALID_SPEC, f"spec.output.uri: {exc}")
     if done_before(record, tracker, ctx, output_uri, export_dir):
         return Outcome.SUCCEEDED
-    source = _resolve(obj, ctx, tracker)
-    if source is None:
+    found = _resolve(obj, ctx, tracker)
+    if isinstance(found, Unresolved):
         return Outcome.BLOCKED
+    chosen = export_source(mexp.spec.source, found)
+    if isinstance(chosen, Rejection):
+        return _reject(tracker, chosen.reason, chosen.message)
+    document = export_document(obj, record, chosen)
     try:
-        base, adapters, base_uri = export_inputs(mexp, source, resolver)
-        calibration = mexp.spec.quantization.calibration if mexp.spec.quantization else None
-        config = export_config_from_modelexport(
-            mexp, base_model=base, adapters=adapters, export_dir=str(export_dir), base_model_uri=base_uri,
-            calibration=resolver.resolve(calibration.uri) if calibration else None)
-    except (SourceError, UriError, ValueError) as exc:
-        reason = R.WRONG_ARTIFACT_TYPE if isinstance(exc, SourceError) else R.INVALID_SPEC
-        return _fail(tracker, reason, str(exc))
-    resolved = {"uri": source.uri, "baseModelUri": base_uri}
-    if source.origin:
-        resolved["fineTuneJob" if source.origin[0] == "FineTuneJob" else "modelExport"] = source.origin[1]
-    message = f"exporting {'merged ' if adapters else ''}model into {output_uri}"
-    tracker.set(P.RUNNING, R.RUNNING, message,
-                [ACCEPTED, Cond(T.SOURCE_READY, True, R.RESOLVED, f"source {source.uri}"),
-                 Cond(T.RUNNING, True, R.RUNNING, message), *restart_conditions(record)],
-                resolvedSource={k: v for k, v in resolved.items() if v}, output=None)
+        config = resolve_modelexport(ModelExport.model_validate(document), resolver)
+    except (UriError, ValueError) as exc:
+        return _reject(tracker, R.INVALID_SPEC, str(exc))
+    merged = "merged " if chosen.adapter_uri else ""
+    report(tracker, run=RunState(runs.RUNNING), note=f"exporting {merged}model into {output_uri}",
+           resolved_source=resolved_source(mexp.spec.source, chosen))
     return _export(config, obj, record, tracker, output_uri)
 
 
@@ -126,20 +132,17 @@ def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_u
     try:
         run_export(config, created_by=created_by, strict_manifests=True)
     except KeyboardInterrupt:
-        message = "interrupted; run again to export from the start"
-        tracker.set(P.PENDING, R.PENDING, message, [Cond(T.RUNNING, False, R.PENDING, message)])
+        report(tracker, run=RunState(runs.SUSPENDED), note="interrupted; run again to export from the start")
         return Outcome.INTERRUPTED
     except (ExportError, ArtifactError, QuantizationUnavailable, OSError, ValueError) as exc:
-        return _fail(tracker, R.FAILED, str(exc))
+        return _fail(tracker, str(exc))
     except Exception as exc:
         traceback.print_exc()
-        return _fail(tracker, R.FAILED, f"export failed: {exc}")
+        return _fail(tracker, f"export failed: {exc}")
     manifest = read_manifest(config.export_dir)
     output = {"uri": output_uri, "artifactType": manifest.artifact_type,
               "baseModel": manifest.base_model.model_dump(exclude_none=True)}
     if manifest.quantization:
         output["quantization"] = manifest.quantization.model_dump(exclude_none=True)
-    message = f"exported {len(manifest.files)} files"
-    end = runs.succeeded(message)
-    tracker.set(end.phase, end.reason, end.message, end.conditions, output=output)
+    report(tracker, run=RunState(runs.SUCCEEDED), note=f"exported {len(manifest.files)} files", output=output)
     return Outcome.SUCCEEDED

@@ -1,7 +1,8 @@
-"""Run a FineTuneJob on this machine: the mapping the operator renders into the pod's config, then the train stage.
+"""Run a FineTuneJob on this machine: the config the operator renders into the pods, then the train stage.
 
-``runtime_config_from_finetunejob`` turns the spec into the runtime config (the same function the operator uses for
-the pod's ConfigMap); the stage from :data:`kubetune.train.stages.STAGES` trains with it in this process. The output
+:func:`~kubetune.config.mapping.train.train_pod_config` turns the spec into the runtime config file the pods run
+(the operator renders it into their ConfigMap); it is read back as ``kubetune train`` reads it, and the stage from
+:data:`kubetune.train.stages.STAGES` trains with it in this process. The output
 directory is ``<output.uri>/<name>-<uid8>/`` with the object's local uid, so a rerun of the same spec finds its
 checkpoints and resumes (``resume: auto``); Ctrl-C leaves the object Suspended with its complete checkpoints.
 """
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
+from typing import Any
 
-from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import FineTuneJobPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.api.finetunejob import FineTuneJob
@@ -19,17 +20,18 @@ from kubetune.artifacts import MANIFEST_NAME, ArtifactError, read_manifest
 from kubetune.data.check import check_data
 from kubetune.data.formats import DataFormatError
 from kubetune.lifecycle import runs
-from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
-from kubetune.local.context import LocalContext, Outcome, output_name
+from kubetune.lifecycle.finetunejob import OWNED, TrainingObservation, derive_finetunejob_status
+from kubetune.lifecycle.inputs import Rejection, config_rejection
+from kubetune.lifecycle.outputs import output_uri as output_location_uri
+from kubetune.lifecycle.runs import RunState
+from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.plan import LocalObject, references
 from kubetune.local.progress import LocalProgressSink
-from kubetune.local.sources import Artifact, absolute_uri, resolve_reference
-from kubetune.local.status import Cond, Tracker, now_text
+from kubetune.local.sources import Artifact, Unresolved, absolute_uri, resolve_reference
+from kubetune.local.status import Tracker
 from kubetune.local.workdir import Record
 from kubetune.status_reporter import latest_checkpoint
 from kubetune.uris import UriError, UriResolver
-
-INPUTS_READY = Cond(T.INPUTS_READY, True, R.RESOLVED, "inputs resolved")
 
 
 def already_succeeded(record: Record, output_dir: Path) -> bool:
@@ -39,7 +41,7 @@ def already_succeeded(record: Record, output_dir: Path) -> bool:
 
 def output_location(obj: LocalObject, record: Record, resolver: UriResolver, parent_uri: str) -> tuple[str, Path]:
     """A producer's output URI (``<parent_uri>/<name>-<uid8>/``, as the operator names it) and its local folder."""
-    uri = absolute_uri(resolver.join(parent_uri, output_name(obj, record.uid)), resolver) + "/"
+    uri = absolute_uri(output_location_uri(parent_uri, obj.name, record.uid), resolver)
     return uri, Path(resolver.resolve(uri))
 
 
@@ -51,16 +53,12 @@ def done_before(record: Record, tracker: Tracker, ctx: LocalContext, output_uri:
     return True
 
 
-def restart_conditions(record: Record) -> list[Cond]:
-    """Conditions of an earlier attempt that a new attempt clears (a rerun after Ctrl-C or a failure)."""
-    held = {c.get("type") for c in record.status.get("conditions") or [] if c.get("status") == "True"}
-    out = []
-    if T.SUSPENDED in held:
-        out.append(Cond(T.SUSPENDED, False, R.RESUMED, "resumed"))
-    for ctype in (T.FAILED, T.SUCCEEDED):
-        if ctype in held:
-            out.append(Cond(ctype, False, R.RESTARTING, "running again"))
-    return out
+def report(tracker: Tracker, *, run: RunState | None = None, fields: dict[str, Any] | None = None,
+           **observed: Any) -> None:
+    """Derive the status from what this run observed, with the function the operator uses, and record it."""
+    obs = TrainingObservation(generation=tracker.generation, now=tracker.clock(), launcher_kind="",
+                              launcher_name=tracker.ref, launcher=run, **observed)
+    tracker.apply(derive_finetunejob_status(tracker.status, obs), OWNED, **(fields or {}))
 
 
 def _inputs(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> dict[tuple[str, str], Artifact] | None:
@@ -68,25 +66,31 @@ def _inputs(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> dict[tuple
     found: dict[tuple[str, str], Artifact] = {}
     for kind, name in references(obj.resource):
         resolution = resolve_reference(kind, name, obj.namespace, ctx.work)
-        if isinstance(resolution, Artifact):
-            found[(kind, name)] = resolution
-            continue
-        waiting = unresolved_status("FineTuneJob", resolution)
-        tracker.set(waiting.phase, waiting.reason, waiting.message, waiting.conditions)
-        return None
+        if isinstance(resolution, Unresolved):
+            report(tracker, unresolved=resolution)
+            return None
+        found[(kind, name)] = resolution
     return found
 
 
-def _config(obj: LocalObject, record: Record, ctx: LocalContext, output_dir: Path,
-            inputs: dict[tuple[str, str], Artifact]):  # type: ignore[no-untyped-def]
-    from kubetune.config.mapping.train import runtime_config_from_finetunejob
+def train_document(obj: LocalObject, record: Record, ctx: LocalContext, output_dir: Path,
+                   inputs: dict[tuple[str, str], Artifact]) -> dict[str, Any]:
+    """The runtime config file the training pods would run for ``obj`` (the pod contract), with local paths."""
+    from kubetune.config.mapping.train import train_pod_config
 
     job = obj.resource
     assert isinstance(job, FineTuneJob)
     job = job.model_copy(update={"metadata": {**job.metadata, "namespace": obj.namespace, "uid": record.uid}})
-    resolver = ctx.resolver(obj)
-    return runtime_config_from_finetunejob(job, output_dir=str(output_dir), resolve=resolver.resolve,
-                                           resolve_ref=lambda kind, name: inputs[(kind, name)].uri)
+    return train_pod_config(job, output_dir=str(output_dir), resolve=ctx.resolver(obj).resolve,
+                            resolve_ref=lambda kind, name: inputs[(kind, name)].uri)
+
+
+def _config(obj: LocalObject, record: Record, ctx: LocalContext, output_dir: Path,
+            inputs: dict[tuple[str, str], Artifact]):  # type: ignore[no-untyped-def]
+    """The runtime config, read from the pod contract as ``kubetune train FILE`` reads its file."""
+    from kubetune.config.loader import config_from_flat
+
+    return config_from_flat(train_document(obj, record, ctx, output_dir, inputs), file=f"FineTuneJob {obj.name}")
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
@@ -101,11 +105,14 @@ def _known_errors() -> tuple[type[Exception], ...]:
             DataFormatError)
 
 
-def _fail(tracker: Tracker, reason: R, message: str, accepted: bool = True) -> Outcome:
-    accept = ACCEPTED if accepted else Cond(T.ACCEPTED, False, reason, message)
-    end = runs.failed(reason, message)
-    tracker.set(end.phase, end.reason, end.message, [accept, *end.conditions], completionTime=now_text())
-    return Outcome.BLOCKED if not accepted else Outcome.FAILED
+def _reject(tracker: Tracker, rejection: Rejection) -> Outcome:
+    report(tracker, rejection=rejection)
+    return Outcome.BLOCKED
+
+
+def _fail(tracker: Tracker, message: str) -> Outcome:
+    report(tracker, run=RunState(runs.FAILED, R.FAILED, message))
+    return Outcome.FAILED
 
 
 def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: LocalContext) -> Outcome:
@@ -118,7 +125,7 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     try:
         output_uri, output_dir = output_location(obj, record, resolver, job.spec.output.uri)
     except UriError as exc:  # a pvc:// output that leaves its claim: nothing is written
-        return _fail(tracker, R.INVALID_SPEC, f"spec.output.uri: {exc}", accepted=False)
+        return _reject(tracker, Rejection(R.INVALID_SPEC, f"spec.output.uri: {exc}"))
     if done_before(record, tracker, ctx, output_uri, output_dir):
         return Outcome.SUCCEEDED
     inputs = _inputs(obj, ctx, tracker)
@@ -127,19 +134,17 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     try:
         cfg = _config(obj, record, ctx, output_dir, inputs)
     except (ConfigError, UriError) as exc:
-        return _fail(tracker, R.INVALID_SPEC, str(exc), accepted=False)
+        return _reject(tracker, config_rejection(exc))
     try:
         check_data(cfg)  # seconds, where loading the stack and the model first took tens of seconds
     except DataFormatError as exc:
-        return _fail(tracker, R.FAILED, f"data: {exc}")
+        return _fail(tracker, f"data: {exc}")
 
+    # a rerun after Ctrl-C or a failure is one more attempt, as a restarted pod is in the cluster
     restarted = record.phase in (P.RUNNING, P.SUSPENDED, P.FAILED)
-    message = f"training ({job.spec.stage} {job.spec.method}) into {output_uri}"
-    tracker.set(P.RUNNING, R.RUNNING, message,
-                [ACCEPTED, INPUTS_READY, Cond(T.RUNNING, True, R.RUNNING, message), *restart_conditions(record)],
-                startTime=record.status.get("startTime") or now_text(),
-                restarts=int(record.status.get("restarts") or 0) + int(restarted),
-                output=None, completionTime=None, evaluation=None)
+    attempts = int(record.status.get("restarts") or 0) + 1 if restarted else None
+    report(tracker, run=RunState(runs.RUNNING, failures=attempts),
+           note=f"training ({job.spec.stage} {job.spec.method}) into {output_uri}", fields={"evaluation": None})
     return _train(cfg, tracker, ctx, output_dir, output_uri)
 
 
@@ -155,20 +160,18 @@ def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_ur
         step = (tracker.status.get("progress") or {}).get("step", 0)
         message = (f"interrupted at step {step}; run again to resume from {checkpoint}" if checkpoint
                    else f"interrupted at step {step} before the first checkpoint; run again to start over")
-        end = runs.suspended(message)
-        tracker.set(end.phase, end.reason, end.message, end.conditions, latestCheckpoint=checkpoint)
+        report(tracker, run=RunState(runs.SUSPENDED), note=message, fields={"latestCheckpoint": checkpoint})
         return Outcome.INTERRUPTED
     except _known_errors() as exc:
-        return _fail(tracker, R.FAILED, str(exc))
+        return _fail(tracker, str(exc))
     except Exception as exc:
         traceback.print_exc()
-        return _fail(tracker, R.FAILED, f"training failed: {exc}")
+        return _fail(tracker, f"training failed: {exc}")
     manifest = read_manifest(output_dir)
     output = {"uri": output_uri, "artifactType": manifest.artifact_type,
               "baseModel": manifest.base_model.model_dump(exclude_none=True)}
     loss = loss_summary(result)
     message = f"trained {result.global_step} steps{', ' + loss if loss else ''}"
-    end = runs.succeeded(message)
-    tracker.set(end.phase, end.reason, end.message, end.conditions, output=output, completionTime=now_text(),
-                latestCheckpoint=latest_checkpoint(str(output_dir), output_uri))
+    report(tracker, run=RunState(runs.SUCCEEDED), note=message, output=output,
+           fields={"latestCheckpoint": latest_checkpoint(str(output_dir), output_uri)})
     return Outcome.SUCCEEDED

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from kubetune.api.conditions import Reason as R
-from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
+from kubetune.lifecycle.inputs import QUEUED, unresolved_status
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.export import run_modelexport
 from kubetune.local.finetune import run_finetunejob
@@ -48,11 +47,9 @@ def admit(obj: LocalObject, ctx: LocalContext) -> Tracker:
     if not new and obj.kind != "InferenceService" and record.phase in ("Succeeded", "Running", "Suspended"):
         return tracker  # finished runs stay finished; interrupted ones continue when their turn comes
     waiting = _first_unresolved(obj, ctx)
-    if waiting is not None and not waiting.final:
-        verdict = unresolved_status(obj.kind, waiting)
-        tracker.set(verdict.phase, verdict.reason, verdict.message, verdict.conditions)
-    else:
-        tracker.set("Pending", R.PENDING, "queued", [ACCEPTED])
+    # a final one fails the object when its turn comes, after the objects before it ran
+    verdict = unresolved_status(obj.kind, waiting) if waiting is not None and not waiting.final else QUEUED
+    tracker.set(verdict.phase, verdict.reason, verdict.message, verdict.conditions)
     return tracker
 
 

@@ -12,22 +12,34 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from kubetune.api.conditions import ConditionType as T
-from kubetune.api.conditions import InferenceServicePhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.config.mapping.serve import serve_config_from_inferenceservice
 from kubetune.config.serve_args import ServeConfig
-from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
+from kubetune.lifecycle.inferenceservice import (
+    DEPLOYING,
+    FAILED,
+    OWNED,
+    READY,
+    STOPPED,
+    ServingObservation,
+    ServingState,
+    derive_inferenceservice_status,
+)
+from kubetune.lifecycle.inputs import Rejection
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, resolve_source
-from kubetune.local.status import Cond, Tracker
+from kubetune.local.status import Tracker
 from kubetune.local.workdir import Record
 from kubetune.uris import UriError, UriResolver
+
+Report = Callable[..., None]
 
 
 @dataclass
@@ -75,11 +87,16 @@ def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> list[Arti
     for source in [isvc.spec.model, *(isvc.spec.adapters or [])]:
         resolution = resolve_source(source, obj.namespace, ctx.work)
         if isinstance(resolution, Unresolved):
-            waiting = unresolved_status("InferenceService", resolution)
-            tracker.set(waiting.phase, waiting.reason, waiting.message, waiting.conditions)
+            report(tracker, unresolved=resolution)
             return None
         found.append(resolution)
     return found
+
+
+def report(tracker: Tracker, *, fields: dict[str, Any] | None = None, **observed: Any) -> None:
+    """Derive the status from what this server observed, with the function the operator uses, and record it."""
+    obs = ServingObservation(generation=tracker.generation, now=tracker.clock(), **observed)
+    tracker.apply(derive_inferenceservice_status(tracker.status, obs), OWNED, **(fields or {}))
 
 
 def port_free(host: str, port: int) -> bool:
@@ -112,49 +129,38 @@ def run_inferenceservice(obj: LocalObject, record: Record, tracker: Tracker, ctx
             raise ModelError("spec.auth.apiKeySecretRef: there are no Secrets locally; pass the key with --api-key")
         config = local_serve_config(isvc, served, ctx)
     except (ModelError, UriError, ValueError) as exc:
-        tracker.set(P.FAILED, R.INVALID_SPEC, str(exc), [Cond(T.ACCEPTED, False, R.INVALID_SPEC, str(exc))])
+        report(tracker, rejection=Rejection(R.INVALID_SPEC, str(exc)))
         return Outcome.BLOCKED
+    model = {"uri": artifacts[0].uri, **({"source": served.source} if served.source else {})}
+    adapters = tuple({"name": n, "uri": a.uri} for n, a in zip(served.adapters, artifacts[1:], strict=True))
+    served_report = partial(report, tracker, resolved_model=model, resolved_adapters=adapters)
     if not port_free(config.host, config.port):
-        message = f"port {config.port} on {config.host} is in use; pass --port"
-        tracker.set(P.FAILED, R.FAILED, message, [ACCEPTED, Cond(T.READY, False, R.NOT_READY, message)])
+        _failed(served_report, f"port {config.port} on {config.host} is in use; pass --port")
         return Outcome.BLOCKED
     shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
     url = f"http://{shown}:{config.port}/v1"
-    message = f"loading {served.model_path} ({config.backend} engine)"
-    tracker.set(P.DEPLOYING, R.DEPLOYING, message,
-                [ACCEPTED, Cond(T.MODEL_RESOLVED, True, R.RESOLVED, f"model {served.model_path}"),
-                 Cond(T.DEPLOYMENT_AVAILABLE, False, R.DEPLOYING, message), Cond(T.READY, False, R.DEPLOYING, message)],
-                resolvedModel={"uri": artifacts[0].uri, **({"source": served.source} if served.source else {})},
-                resolvedAdapters=[{"name": n, "uri": a.uri} for n, a in
-                                  zip(served.adapters, artifacts[1:], strict=True)] or None,
-                url=None, replicas=1, readyReplicas=0)
+    served_report(serving=ServingState(DEPLOYING, f"loading {served.model_path} ({config.backend} engine)", replicas=1))
     runner = _serve_vllm if config.backend == "vllm" else _serve_hf
-    return runner(config, tracker, url)
+    return runner(config, served_report, url)
 
 
-def _ready(tracker: Tracker, url: str, names: list[str], **fields: Any) -> None:
+def _ready(report: Report, url: str, names: list[str], **fields: Any) -> None:
     message = f"serving {', '.join(names)} at {url} (Ctrl-C stops)"
-    tracker.set(P.READY, R.READY, message,
-                [Cond(T.DEPLOYMENT_AVAILABLE, True, R.MINIMUM_REPLICAS_AVAILABLE, "1/1 replicas ready"),
-                 Cond(T.READY, True, R.READY, message)],
-                url=url, servedModels=names, readyReplicas=1, **fields)
+    report(serving=ServingState(READY, message, replicas=1, ready=1), url=url, served_models=tuple(names),
+           fields=fields)
 
 
-def _stopped(tracker: Tracker) -> Outcome:
-    message = "stopped; run again to serve"
-    tracker.set(P.PENDING, R.NOT_READY, message,
-                [Cond(T.DEPLOYMENT_AVAILABLE, False, R.MINIMUM_REPLICAS_UNAVAILABLE, message),
-                 Cond(T.READY, False, R.NOT_READY, message)], replicas=0, readyReplicas=0, url=None,
-                loadedAdapters=None)
+def _stopped(report: Report) -> Outcome:
+    report(serving=ServingState(STOPPED, "stopped; run again to serve"), fields={"loadedAdapters": None})
     return Outcome.SERVED
 
 
-def _failed(tracker: Tracker, message: str) -> Outcome:
-    tracker.set(P.FAILED, R.FAILED, message, [Cond(T.READY, False, R.FAILED, message)], readyReplicas=0)
+def _failed(report: Report, message: str) -> Outcome:
+    report(serving=ServingState(FAILED, message, R.FAILED, replicas=1))
     return Outcome.FAILED
 
 
-def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no-untyped-def]
+def _serve_hf(config, report: Report, url: str) -> Outcome:  # type: ignore[no-untyped-def]
     import uvicorn
 
     from kubetune.serve.http import uvicorn_config
@@ -163,9 +169,9 @@ def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no
     try:
         server = build_server(config)
     except KeyboardInterrupt:
-        return _stopped(tracker)
+        return _stopped(report)
     except Exception as exc:
-        return _failed(tracker, f"cannot load the model: {exc}")
+        return _failed(report, f"cannot load the model: {exc}")
     names = list(server.chat.models)
     web = uvicorn.Server(uvicorn_config(server.app, config.host, config.port, config.limits, log_level="warning"))
 
@@ -173,7 +179,7 @@ def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no
         while not web.started and not web.should_exit:
             time.sleep(0.05)
         if web.started:
-            _ready(tracker, url, names)
+            _ready(report, url, names)
 
     watcher = threading.Thread(target=announce, daemon=True)
     watcher.start()
@@ -185,10 +191,10 @@ def _serve_hf(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no
         web.should_exit = True
         watcher.join(timeout=1)
         server.engine.close()
-    return _stopped(tracker)
+    return _stopped(report)
 
 
-def _serve_vllm(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[no-untyped-def]
+def _serve_vllm(config, report: Report, url: str) -> Outcome:  # type: ignore[no-untyped-def]
     from kubetune.config.mapping.vllm import base_model_name, model_adapter
     from kubetune.serve.engine.vllm import VllmError, launch_vllm, sigterm_as_interrupt
 
@@ -196,16 +202,16 @@ def _serve_vllm(config, tracker: Tracker, url: str) -> Outcome:  # type: ignore[
         try:
             process = launch_vllm(config)
         except KeyboardInterrupt:
-            return _stopped(tracker)
+            return _stopped(report)
         except VllmError as exc:
-            return _failed(tracker, str(exc))
+            return _failed(report, str(exc))
         names = [config.model_name, *(a.name for a in config.lora_adapters)]
         if model_adapter(config):
             names.insert(0, base_model_name(config))
-        _ready(tracker, url, names, loadedAdapters=[a.name for a in config.lora_adapters])
+        _ready(report, url, names, loadedAdapters=[a.name for a in config.lora_adapters])
         try:
             process.wait()
         except KeyboardInterrupt:
             process.terminate()
             process.wait()
-    return _stopped(tracker)
+    return _stopped(report)

@@ -1,12 +1,11 @@
 """Status of locally run objects in the CRD's shape, and the lines people see when it changes.
 
-A :class:`Tracker` owns one record's ``status``: :meth:`Tracker.set` applies conditions (metav1 semantics:
-``lastTransitionTime`` moves only when a condition's status flips), sets phase, reason and message, saves the record
-and prints a line when the phase or reason changed::
+A :class:`Tracker` owns one record's ``status``. The executors of ``kubetune run`` describe what they see and
+derive the status with the lifecycle's functions (:mod:`kubetune.lifecycle`), the ones the operator uses;
+:meth:`Tracker.apply` writes such a derived status, :meth:`Tracker.set` a lifecycle verdict (admission). Either
+saves the record and prints a line when the phase or reason changed::
 
     FineTuneJob/quickstart-sft   Pending -> Running   Running: training 600 steps on cpu
-
-Reasons and phases are the constants of :mod:`kubetune.api.conditions`, the same the operator writes.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubetune.api.conditions import Reason
-from kubetune.lifecycle.conditions import Cond, set_condition
+from kubetune.lifecycle.conditions import Cond, apply_conditions, set_condition
 from kubetune.local.workdir import Record, WorkDir
 
 __all__ = ["Cond", "Tracker", "now_text", "set_condition", "transition_line"]
@@ -56,22 +55,43 @@ class Tracker:
     def status(self) -> dict[str, Any]:
         return self.record.status
 
-    def set(self, phase: str, reason: Reason, message: str, conds: list[Cond], **fields: Any) -> None:
-        """Set conditions, phase, reason, message and extra status ``fields`` (None removes a field); save."""
+    @property
+    def generation(self) -> int:
+        return self.record.generation
+
+    def set(self, phase: str, reason: Reason | str, message: str, conds: list[Cond], **fields: Any) -> None:
+        """Set a lifecycle verdict (conditions, phase, reason, message) and extra status ``fields`` (None removes a
+        field); save."""
         before = copy.deepcopy(self.record.status)
         status = self.record.status
-        now = self.clock()
-        for cond in conds:
-            status["conditions"] = set_condition(status.get("conditions") or [], cond, now, self.record.generation)
+        status["conditions"] = apply_conditions(status.get("conditions"), conds, self.clock(), self.record.generation)
         status.update(observedGeneration=self.record.generation, phase=phase, reason=str(reason), message=message)
+        self._finish(before, fields)
+
+    def apply(self, derived: dict[str, Any], owned: tuple[str, ...], **fields: Any) -> None:
+        """Write a status the lifecycle derived from ``self.status``: each key in ``owned`` is set from ``derived``
+        or removed, as the operator's status patch does; extra ``fields`` the lifecycle does not derive are set
+        (None removes). Saves; prints a line when the phase or reason changed."""
+        before = copy.deepcopy(self.record.status)
+        status = self.record.status
+        for key in owned:
+            if key in derived:
+                status[key] = derived[key]
+            else:
+                status.pop(key, None)
+        self._finish(before, fields)
+
+    def _finish(self, before: dict[str, Any], fields: dict[str, Any]) -> None:
+        status = self.record.status
         for key, value in fields.items():
             if value is None:
                 status.pop(key, None)
             else:
                 status[key] = value
         self.work.save(self.record)
-        if (before.get("phase"), before.get("reason")) != (phase, str(reason)):
-            self.say(transition_line(self.ref, before.get("phase"), phase, str(reason), message))
+        phase, reason = status.get("phase"), status.get("reason")
+        if (before.get("phase"), before.get("reason")) != (phase, reason):
+            self.say(transition_line(self.ref, before.get("phase"), str(phase), str(reason), status.get("message", "")))
 
     def update(self, **fields: Any) -> None:
         """Change status fields other than phase and conditions (progress, url); save, print nothing."""

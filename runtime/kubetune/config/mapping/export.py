@@ -1,8 +1,9 @@
 """ModelExport -> ExportConfig: what the export pod runs and what `kubetune run` exports with.
 
-:func:`export_config_from_modelexport` maps a ModelExport whose sources are local paths; the operator and the
-local runner resolve ``fineTuneJobRef``/``modelExportRef`` first, :func:`resolve_modelexport` covers uri sources.
-Torch-free.
+The pod contract is :func:`export_pod_document`: the ModelExport with its source rewritten to the URIs its
+references resolved to. The operator mounts it into the export pod, which runs ``kubetune export FILE``;
+``kubetune run`` builds the same document and exports it the same way (:func:`resolve_modelexport` ->
+:func:`export_config_from_modelexport`). Torch-free.
 """
 
 from __future__ import annotations
@@ -13,6 +14,27 @@ from kubetune.api.modelexport import ModelExport, QuantMethod
 from kubetune.config.export_args import ExportConfig
 from kubetune.names import output_folder, subdomain_problem
 from kubetune.uris import UriError, UriResolver
+
+
+def export_pod_document(mexp: ModelExport, *, model_uri: str, adapter_uri: str | None, namespace: str,
+                        uid: str) -> dict[str, Any]:
+    """The ModelExport the export pod runs, with its source rewritten to concrete URIs (no references left).
+
+    ``kubetune export`` takes this document as it takes a ModelExport on a laptop: it resolves ``pvc://`` under
+    its pvc root, writes ``<output.uri>/<name>-<uid8>/`` and records the object in the artifact manifest.
+    """
+    spec = mexp.spec.wire()
+    model: dict[str, Any] = {"uri": model_uri}
+    given = mexp.spec.source.model
+    if given is not None and given.credentials_secret_ref is not None:
+        model["credentialsSecretRef"] = given.credentials_secret_ref.wire()
+    spec["source"] = {"model": model, **({"adapter": {"uri": adapter_uri}} if adapter_uri else {})}
+    return {
+        "apiVersion": mexp.api_version,
+        "kind": mexp.kind,
+        "metadata": {"name": mexp.metadata["name"], "namespace": namespace, "uid": uid},
+        "spec": spec,
+    }
 
 
 def export_config_from_modelexport(mexp: ModelExport, *, base_model: str, adapters: list[str], export_dir: str,

@@ -50,6 +50,16 @@ def serve_config_from_inferenceservice(isvc: InferenceService, *, model_path: st
     )
 
 
+def serve_pod_config(config: ServeConfig) -> dict[str, Any]:
+    """The pod contract of the ``hf`` backend: the file ``kubetune serve FILE`` reads, as flat keys.
+
+    Defaults are left out; host and port are always written. The API key never is: the server reads it from its
+    environment (in a cluster, from the Secret). ``ServeConfig.model_validate`` of the result gives ``config`` back.
+    """
+    flat = config.model_dump(mode="json", exclude_defaults=True, exclude={"api_key"})
+    return {**flat, "host": config.host, "port": config.port}
+
+
 def resolve_inferenceservice(isvc: InferenceService, resolver: UriResolver, api_key: str | None = None
                              ) -> ServeConfig:
     """The serve config of an InferenceService whose model and adapters are given by URI.

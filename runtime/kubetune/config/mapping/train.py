@@ -1,8 +1,9 @@
 """FineTuneJob spec <-> RuntimeConfig: the one place where camelCase CR fields meet runtime keys.
 
-``runtime_config_from_finetunejob`` is what the operator renders into the training pod's config file and what
-``kubetune run`` trains with; ``finetunejob_from_runtime_config`` (used by ``kubetune convert``) is its inverse:
-what the spec cannot express travels in ``extraArgs``. Both are pure apart from the ``resolve`` callback.
+:func:`train_pod_config` is the pod contract: the flat runtime config the operator mounts into the training pods
+(``kubetune train FILE``) and the one ``kubetune run`` trains with, built by :func:`runtime_config_from_finetunejob`.
+``finetunejob_from_runtime_config`` (used by ``kubetune convert``) is its inverse: what the spec cannot express
+travels in ``extraArgs``. All are pure apart from the ``resolve`` callbacks.
 """
 
 from __future__ import annotations
@@ -213,6 +214,18 @@ def runtime_config_from_finetunejob(job: FineTuneJob, *, output_dir: str, resolv
             FieldError(f"spec.extraArgs.{e.path}" if e.path.split(".")[0] in extra else e.path, e.message, e.file)
             for e in exc.errors
         ]) from None
+
+
+def train_pod_config(job: FineTuneJob, *, output_dir: str, resolve: Resolve,
+                     resolve_ref: ResolveRef | None = None) -> dict[str, Any]:
+    """What a FineTuneJob's pods run: the flat runtime config file ``kubetune train FILE`` reads.
+
+    The operator renders it into the pods' ConfigMap with in-pod paths; ``kubetune run`` builds it with local paths
+    and trains with it as ``kubetune train`` would (:func:`~kubetune.config.loader.config_from_flat`). Arguments and
+    errors as :func:`runtime_config_from_finetunejob`.
+    """
+    return dump_config(runtime_config_from_finetunejob(job, output_dir=output_dir, resolve=resolve,
+                                                       resolve_ref=resolve_ref))
 
 
 # ---- inverse: a RuntimeConfig (for example from a LLaMA-Factory YAML) as a FineTuneJob ----
