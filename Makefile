@@ -11,16 +11,8 @@ export UV_CACHE_DIR ?= $(CACHE)/uv-cache
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
-# Type-checked in `make lint`: the torch-free layers, the CLI shell, the export stage, the serving layers above the
-# engines (HTTP, OpenAI semantics, engine protocol, adapter sync) and the operator. Not yet: train, data, model,
-# local, eval and the hf engine (torch typing).
-MYPY_PATHS := runtime/kubetune/api runtime/kubetune/config runtime/kubetune/lifecycle runtime/kubetune/uris.py \
-	runtime/kubetune/names.py runtime/kubetune/quiet.py runtime/kubetune/artifacts.py \
-	runtime/kubetune/status_reporter.py runtime/kubetune/cli runtime/kubetune/export \
-	runtime/kubetune/serve/openai runtime/kubetune/serve/router.py runtime/kubetune/serve/errors.py \
-	runtime/kubetune/serve/guard.py runtime/kubetune/serve/metrics.py runtime/kubetune/serve/http.py \
-	runtime/kubetune/serve/adapters.py runtime/kubetune/serve/adapters_cli.py \
-	runtime/kubetune/serve/engine/__init__.py runtime/kubetune/serve/engine/textstream.py operator/kubetune_operator
+# Type-checked in `make lint`: every package (the runtime with its torch side, and the operator).
+MYPY_PATHS := runtime/kubetune operator/kubetune_operator
 
 .PHONY: help venv lint crds test test-unit test-integration test-node controlplane vllm node-setup cluster-up \
 	cluster-down cluster-status node-up node-down node-status demo clean

@@ -35,7 +35,7 @@ from kubetune_operator.reconcile.base import (
 )
 from kubetune_operator.render import pods
 from kubetune_operator.render.export import ExportInputs, job_name, render_export
-from kubetune_operator.resolve import Ref, Unresolved, ref_of, resolve_ref
+from kubetune_operator.resolve import Artifact, Ref, Unresolved, ref_of, resolve_ref
 from kubetune_operator.status.launchers import observe
 
 
@@ -49,11 +49,12 @@ def export_inputs(body: dict[str, Any], mexp: ModelExport,
     """What to export (the lifecycle's choice from the source), into the fresh output directory."""
     source = mexp.spec.source
     ref = ref_of(source)
-    found = None
+    found: Artifact | None = None
     if ref is not None:
-        found = resolve_ref(ref, fetched.get(ref))
-        if isinstance(found, Unresolved):
-            return found
+        resolution = resolve_ref(ref, fetched.get(ref))
+        if isinstance(resolution, Unresolved):
+            return resolution
+        found = resolution
         blocked = score_gate(source.min_score, ref, fetched.get(ref))
         if blocked is not None:
             return blocked

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
-def _dist():  # type: ignore[no-untyped-def]
+def _dist() -> Any:
     try:
         import torch.distributed as dist
     except ImportError:

@@ -20,7 +20,7 @@ def interleave(groups: list[list[Any]], probs: list[float] | None, seed: int,
     rng = random.Random(seed)
     pos = dict.fromkeys(live, 0)
     done: set[int] = set()
-    out = []
+    out: list[Any] = []
     while True:
         i = rng.choices(live, weights)[0]
         if pos[i] == len(groups[i]):

@@ -41,4 +41,4 @@ def evaluate_benchmark(model: Any, tokenizer: Any, config: EvalConfig,
                                tuple(q.answer for q in subject.questions))
         report(f"{subject.name}: {result.correct}/{len(predictions)}")
         results.append(result)
-    return summarize(config.task, results)
+    return summarize(config.task or "", results)  # a choice config always has a task (EvalConfig checks)

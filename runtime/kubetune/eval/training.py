@@ -38,6 +38,10 @@ def eval_config(bench: BenchmarkRun, model_path: str, template: str | None) -> E
                       n_shot=bench.n_shot, lang=bench.lang, batch_size=bench.batch_size)
 
 
+def _prefixed(say: Callable[[str], None], task: str) -> Callable[[str], None]:
+    return lambda line: say(f"eval {task}  {line}")
+
+
 def score_benchmarks(model: Any, tokenizer: Any, benchmarks: Sequence[BenchmarkRun], model_path: str,
                      template: str | None, say: Callable[[str], None]) -> list[BenchmarkResult]:
     """Score a loaded model on each benchmark (eval mode for the duration; the previous mode is restored)."""
@@ -47,8 +51,7 @@ def score_benchmarks(model: Any, tokenizer: Any, benchmarks: Sequence[BenchmarkR
     model.eval()
     try:
         return [evaluate_benchmark(model, tokenizer, eval_config(b, model_path, template),
-                                   report=lambda line, task=b.task: say(f"eval {task}  {line}"))
-                for b in benchmarks]
+                                   report=_prefixed(say, b.task)) for b in benchmarks]
     finally:
         model.train(was_training)
 

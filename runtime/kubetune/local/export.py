@@ -17,6 +17,7 @@ from kubetune.api.conditions import Reason as R
 from kubetune.api.evaluation import score_verdict
 from kubetune.api.modelexport import ModelExport
 from kubetune.artifacts import ArtifactError, CreatedBy, read_manifest
+from kubetune.config.export_args import ExportConfig
 from kubetune.lifecycle import runs
 from kubetune.lifecycle.inputs import Rejection
 from kubetune.lifecycle.modelexport import (
@@ -60,7 +61,7 @@ def _resolve(obj: LocalObject, ctx: LocalContext, tracker: Tracker) -> Artifact 
         report(tracker, unresolved=resolution)
         return resolution
     if resolution.base_model_uri:  # relative to the producer's file
-        producer = UriResolver(pvc_root=ctx.pvc_root.resolve(), base_dir=resolution.base_dir)
+        producer = UriResolver(pvc_root=ctx.pvc_root.resolve(), base_dir=resolution.base_dir or obj.base_dir)
         resolution = replace(resolution, base_model_uri=absolute_uri(resolution.base_model_uri, producer))
     return resolution
 
@@ -121,7 +122,7 @@ def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     return _export(config, obj, record, tracker, output_uri)
 
 
-def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_uri: str) -> Outcome:  # type: ignore[no-untyped-def]
+def _export(config: ExportConfig, obj: LocalObject, record: Record, tracker: Tracker, output_uri: str) -> Outcome:
     from kubetune.export.merge import ExportError
     from kubetune.export.pipeline import run_export
     from kubetune.export.quantize import QuantizationUnavailable

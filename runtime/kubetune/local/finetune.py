@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubetune.api.conditions import FineTuneJobPhase as P
 from kubetune.api.conditions import Reason as R
@@ -32,6 +32,9 @@ from kubetune.local.status import Tracker
 from kubetune.local.workdir import Record
 from kubetune.status_reporter import latest_checkpoint
 from kubetune.uris import UriError, UriResolver
+
+if TYPE_CHECKING:
+    from kubetune.config.runtime import RuntimeConfig
 
 
 def already_succeeded(record: Record, output_dir: Path) -> bool:
@@ -86,7 +89,7 @@ def train_document(obj: LocalObject, record: Record, ctx: LocalContext, output_d
 
 
 def _config(obj: LocalObject, record: Record, ctx: LocalContext, output_dir: Path,
-            inputs: dict[tuple[str, str], Artifact]):  # type: ignore[no-untyped-def]
+            inputs: dict[tuple[str, str], Artifact]) -> RuntimeConfig:
     """The runtime config, read from the pod contract as ``kubetune train FILE`` reads its file."""
     from kubetune.config.loader import config_from_flat
 
@@ -148,7 +151,7 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     return _train(cfg, tracker, ctx, output_dir, output_uri)
 
 
-def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_uri: str) -> Outcome:  # type: ignore[no-untyped-def]
+def _train(cfg: RuntimeConfig, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_uri: str) -> Outcome:
     from kubetune.train.context import TrainContext, loss_summary
     from kubetune.train.stages import run_stage
 

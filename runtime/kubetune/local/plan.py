@@ -81,14 +81,15 @@ def _source_refs(source: Any) -> list[tuple[str, str]]:
 
 def references(resource: Resource) -> list[tuple[str, str]]:
     """(kind, name) of every kubetune object ``resource`` reads from, in spec order."""
-    spec = resource.spec
+    sources: list[Any]
     if isinstance(resource, FineTuneJob):
+        spec = resource.spec
         sources = [spec.model, spec.preference.ref_model if spec.preference else None,
                    spec.ppo.reward_model if spec.ppo else None]
     elif isinstance(resource, ModelExport):
-        sources = [spec.source]
+        sources = [resource.spec.source]
     else:
-        sources = [spec.model, *(spec.adapters or [])]
+        sources = [resource.spec.model, *(resource.spec.adapters or [])]
     return [ref for source in sources for ref in _source_refs(source)]
 
 
@@ -125,9 +126,9 @@ def load_objects(files: Iterable[str | Path]) -> list[LocalObject]:
                 continue
             resource: Any = parse_custom_resource(data)
             obj = LocalObject(resource, Path(file), doc.line_of(""))
-            problems = name_problems(obj)
-            errors.extend(FieldError(path, message, str(file), doc.line_of(path)) for path, message in problems)
-            if not problems:
+            bad_names = name_problems(obj)
+            errors.extend(FieldError(path, message, str(file), doc.line_of(path)) for path, message in bad_names)
+            if not bad_names:
                 objects.append(obj)
     if errors:
         raise PlanError(errors)

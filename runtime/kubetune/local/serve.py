@@ -160,7 +160,7 @@ def _failed(report: Report, message: str) -> Outcome:
     return Outcome.FAILED
 
 
-def _serve_hf(config, report: Report, url: str) -> Outcome:  # type: ignore[no-untyped-def]
+def _serve_hf(config: ServeConfig, report: Report, url: str) -> Outcome:
     import uvicorn
 
     from kubetune.serve.http import uvicorn_config
@@ -194,7 +194,7 @@ def _serve_hf(config, report: Report, url: str) -> Outcome:  # type: ignore[no-u
     return _stopped(report)
 
 
-def _serve_vllm(config, report: Report, url: str) -> Outcome:  # type: ignore[no-untyped-def]
+def _serve_vllm(config: ServeConfig, report: Report, url: str) -> Outcome:
     from kubetune.config.mapping.vllm import base_model_name, model_adapter
     from kubetune.serve.engine.vllm import VllmError, launch_vllm, sigterm_as_interrupt
 

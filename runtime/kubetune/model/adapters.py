@@ -84,7 +84,8 @@ def lora_targets(model: nn.Module, target: list[str]) -> list[str]:
     """LoRA target module names; ``all`` = every linear layer (quantized ones too) except the output heads."""
     if "all" not in target:
         return list(target)
-    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    get_output = getattr(model, "get_output_embeddings", None)
+    output = get_output() if callable(get_output) else None
     names = set()
     for name, module in model.named_modules():
         if module is output or name.split(".")[-1] in HEADS:
@@ -118,7 +119,8 @@ def apply_freeze(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig,
     del model_cfg
     prefix = decoder_layers_prefix(model)
     names = [n for n, _ in model.named_parameters()]
-    chosen = freeze_trainable(names, prefix, model.config.num_hidden_layers, method.freeze_trainable_layers,
+    config: Any = model.config  # a transformers config (torch types module attributes as Tensor | Module)
+    chosen = freeze_trainable(names, prefix, config.num_hidden_layers, method.freeze_trainable_layers,
                               method.freeze_trainable_modules, method.freeze_extra_modules)
     if not chosen:
         raise MethodError(f"freeze_trainable_modules: {method.freeze_trainable_modules} matched no parameter")
@@ -146,7 +148,8 @@ def _lora_config(model: nn.Module, method: MethodConfig, task: str = "causal_lm"
         modules_to_save=method.additional_target,
         use_rslora=method.use_rslora,
         use_dora=method.use_dora,
-        init_lora_weights=init,
+        # PEFT's Literal spells the pattern "pissa_niter_[number of iters]"; the value is pissa_niter_<n>
+        init_lora_weights=init,  # type: ignore[arg-type]
     )
 
 
@@ -167,7 +170,7 @@ def apply_lora(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *
     if to_merge and quantized:
         raise MethodError("adapter_name_or_path: a quantized base takes one adapter; merge the others first "
                           "(kubetune export) or drop create_new_adapter")
-    subfolder = {"subfolder": model_cfg.adapter_folder} if model_cfg.adapter_folder else {}
+    subfolder: dict[str, Any] = {"subfolder": model_cfg.adapter_folder} if model_cfg.adapter_folder else {}
     for path in to_merge:
         model = PeftModel.from_pretrained(model, path, **subfolder).merge_and_unload()
     if resume is not None:
@@ -203,6 +206,9 @@ def loraplus_optimizer(model: nn.Module, optimizer_cls: type[torch.optim.Optimiz
 
     kwargs = dict(optimizer_kwargs)
     lr = kwargs.pop("lr")
-    return create_loraplus_optimizer(model, optimizer_cls, lr=lr, loraplus_lr_ratio=method.loraplus_lr_ratio,
+    assert method.loraplus_lr_ratio is not None, "called only when loraplus_lr_ratio is set"
+    # PEFT annotates a PeftModel; it walks the parameters of any module holding LoRA layers (the Trainer's model)
+    return create_loraplus_optimizer(model, optimizer_cls, lr=lr,  # type: ignore[arg-type]
+                                     loraplus_lr_ratio=method.loraplus_lr_ratio,
                                      loraplus_lr_embedding=method.loraplus_lr_embedding,
                                      loraplus_weight_decay=weight_decay, **kwargs)

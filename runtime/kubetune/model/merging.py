@@ -55,7 +55,7 @@ def apply_adapters(model: PreTrainedModel, adapters: list[str],
 
     for adapter, manifest in tqdm(list(zip(adapters, manifests, strict=True)), desc="merging adapters",
                                   unit="adapter", disable=not adapters):
-        with fits_base(adapter, manifest, model.name_or_path, "use the base it was trained on"):
+        with fits_base(adapter, manifest, str(model.name_or_path), "use the base it was trained on"):
             peft_model = PeftModel.from_pretrained(model, adapter)
         model = peft_model.merge_and_unload()
     return model

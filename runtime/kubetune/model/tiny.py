@@ -7,6 +7,7 @@ directory (tests/assets/tokenizer by default).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,7 +15,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Pretr
 
 ASSETS_TOKENIZER = Path(__file__).resolve().parents[3] / "tests" / "assets" / "tokenizer"
 
-ARCHITECTURES: dict[str, type[PretrainedConfig]] = {"llama": LlamaConfig, "qwen2": Qwen2Config}
+# each architecture takes its own keyword arguments (the base class takes none of them)
+ARCHITECTURES: dict[str, Callable[..., PretrainedConfig]] = {"llama": LlamaConfig, "qwen2": Qwen2Config}
 
 
 def tiny_config(arch: str, vocab_size: int, *, hidden_size: int = 64, layers: int = 2, heads: int = 4,

@@ -130,7 +130,7 @@ def training_arguments(cfg: RuntimeConfig, output_dir: str | Path, layer_classes
         kwargs.setdefault("dataloader_pin_memory", False)  # pinning needs an accelerator; it only warns on CPU
     for name in dropped:
         print(f"report_to: {name} is not installed; not reporting to it (pip install {name})")
-    return config_cls(**kwargs, **extra)  # type: ignore[no-any-return]
+    return config_cls(**kwargs, **extra)
 
 
 def render_json(config: dict[str, Any]) -> str:

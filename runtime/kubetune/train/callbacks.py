@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from kubetune.train.progress import eta_seconds
 
@@ -61,14 +61,16 @@ class TrainerLogCallback(TrainerCallback):
         self._started = 0.0
         self._start_step = 0
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
         self._started = time.monotonic()
         self._start_step = state.global_step
         if state.is_world_process_zero:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             truncate_trainer_log(self.output_dir, state.global_step)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
             return
         elapsed = time.monotonic() - self._started
@@ -88,18 +90,21 @@ class ConsoleProgressCallback(TrainerCallback):
         self.bar: Any = None
         self._step = 0
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
         if state.is_world_process_zero:
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step",
                             dynamic_ncols=True)
         self._step = state.global_step
 
-    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
         if self.bar is not None:
             self.bar.update(state.global_step - self._step)
             self._step = state.global_step
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if self.bar is None or not logs:
             return
         if "loss" in logs:
@@ -111,7 +116,8 @@ class ConsoleProgressCallback(TrainerCallback):
             shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in logs.items()}
             self.bar.write(f"eval at step {state.global_step}: {shown}")
 
-    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

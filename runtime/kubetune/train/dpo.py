@@ -47,7 +47,8 @@ class KubetuneDPOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, DPOTrai
 def dpo_losses(pref: PreferenceConfig) -> dict[str, Any]:
     """DPOConfig fields for sigmoid, hinge and ipo (plus the SFT term and label smoothing)."""
     loss = "robust" if pref.pref_loss == "sigmoid" and pref.dpo_label_smoothing else pref.pref_loss
-    types, weights = [loss], [1.0]
+    types: list[str] = [loss]
+    weights = [1.0]
     if pref.pref_ftx:
         types.append("sft")
         weights.append(pref.pref_ftx)

@@ -42,7 +42,8 @@ class KubetuneORPOTrainer(AtomicCheckpointMixin, _EncodedRows, ORPOTrainer):
         super().__init__(*args, **kwargs)
 
     def concatenated_forward(self, model: Any, batch: dict[str, Any]) -> tuple[Any, ...]:
-        out = super().concatenated_forward(model, batch)
+        # TRL annotates four items; it returns five (the chosen NLL) or six (with the router's aux loss)
+        out: tuple[Any, ...] = super().concatenated_forward(model, batch)
         # ORPO's loss already holds NLL(chosen); LLaMA-Factory's pref_ftx adds that term once more per unit weight.
         return (*out[:4], out[4] * (1.0 + self.ftx), *out[5:])
 

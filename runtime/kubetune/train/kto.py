@@ -54,7 +54,7 @@ class KubetuneKTOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, KTOTrai
         labels = ids.masked_fill(inputs["completion_mask"][desirable] == 0, -100)
         nll = model(input_ids=ids, attention_mask=inputs["attention_mask"][desirable], labels=labels,
                     use_cache=False).loss
-        self._metrics["train" if self.model.training else "eval"]["nll_loss"].append(nll.item())
+        self._metrics["train" if model.training else "eval"]["nll_loss"].append(nll.item())
         if return_outputs:
             return result[0] + self.ftx * nll, result[1]
         return result + self.ftx * nll

@@ -86,7 +86,7 @@ def manifest_for(cfg: RuntimeConfig, metrics: dict[str, float]) -> ArtifactManif
     run, method = cfg.run, cfg.method
     quant = QuantInfo(method="bnb", bits=method.quantization_bit) if method.quantization_bit else None
     return ArtifactManifest(
-        artifact_type=artifact_type(method.finetuning_type),  # type: ignore[arg-type]
+        artifact_type=artifact_type(method.finetuning_type),
         base_model=BaseModelInfo(uri=run.base_model_uri or cfg.model.model_name_or_path,
                                  revision=run.base_model_revision or cfg.model.model_revision),
         stage=cfg.stage,

@@ -66,8 +66,8 @@ def plot_loss(records: Sequence[dict[str, Any]], out_path: str | Path, title: st
     ax.legend()
     if series:
         panel = axes[0][1]
-        for key, (steps, values) in series.items():
-            panel.plot(steps, values, label=key)
+        for key, (xs, values) in series.items():
+            panel.plot(xs, values, label=key)
         panel.set_xlabel("step")
         panel.set_title("preference metrics")
         panel.grid(alpha=0.3)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from kubetune.artifacts import atomic_write_text
 from kubetune.lifecycle.progress import progress_text
@@ -67,20 +67,24 @@ class ProgressReporter(TrainerCallback):
         self._start_step = 0
         self._broken: set[int] = set()
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
         self._started = self.clock()
         self._start_step = state.global_step
         self._publish(state, force=True)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if logs and "loss" in logs:
             self._loss = float(logs["loss"])
         self._publish(state)
 
-    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
         self._publish(state)
 
-    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
         self._publish(state, force=True)
 
     def _publish(self, state: Any, force: bool = False) -> None:

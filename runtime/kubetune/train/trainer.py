@@ -36,9 +36,12 @@ class KubetuneTrainer(AtomicCheckpointMixin, Trainer):
     def create_optimizer(self, model: Any = None) -> Any:
         if self._loraplus is None or self.optimizer is not None:
             return super().create_optimizer(model)
-        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
-        self.optimizer = loraplus_optimizer(self.model if model is None else model, optimizer_cls, optimizer_kwargs,
-                                            self._loraplus, self.args.weight_decay)
+        # transformers annotates this model as a PreTrainedModel; the Trainer holds any torch Module (a PeftModel)
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)  # type: ignore[arg-type]
+        target = self.model if model is None else model
+        assert target is not None, "the Trainer was built with a model"
+        self.optimizer = loraplus_optimizer(target, optimizer_cls, optimizer_kwargs, self._loraplus,
+                                            self.args.weight_decay)
         return self.optimizer
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformers import TrainerCallback, set_seed
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments, set_seed
 
 from kubetune.model.adapters import apply_method, count_parameters
 from kubetune.model.loader import decoder_layer_classes, load_model, load_tokenizer
@@ -118,7 +118,8 @@ class StopBeforeAnyStep(TrainerCallback):
     writes exactly what the checkpoint holds.
     """
 
-    def on_step_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                      **kwargs: Any) -> None:
         raise _AlreadyTrained
 
 
@@ -133,7 +134,7 @@ def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: Pre
     trained_before = run.resume is not None and global_step_of(run.resume) >= steps
     if main:
         ctx.say(plan_text(cfg, trainer, steps, examples, run.resume))
-        if trained_before:
+        if trained_before and run.resume is not None:
             ctx.say(f"all {steps} steps are in {run.resume.name}; writing the final artifact from it")
     if trained_before:
         trainer.add_callback(StopBeforeAnyStep())

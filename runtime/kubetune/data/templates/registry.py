@@ -9,23 +9,24 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from kubetune.config.templates import ALIASES, template_names
 from kubetune.data.templates.template import Template
 
 JINJA_DIR = Path(__file__).parent / "jinja"
 
-CHATML = dict(
+CHATML: dict[str, Any] = dict(
     system="<|im_start|>system\n{content}<|im_end|>\n",
     user="<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
     assistant="{content}<|im_end|>\n",
     stop_words=("<|im_end|>",),
 )
-QWEN_TOOLS = dict(
+QWEN_TOOLS: dict[str, Any] = dict(
     observation="<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n<|im_start|>assistant\n",
     tool_format="qwen",
 )
-GLM = dict(
+GLM: dict[str, Any] = dict(
     prefix="[gMASK]<sop>",
     efficient_eos=True,
     stop_words=("<|user|>", "<|observation|>"),

@@ -47,6 +47,10 @@ class BatchState:
         """This batch followed by ``other``'s rows, padding whichever is shorter on the left."""
         width = max(self.mask.shape[1], other.mask.shape[1])
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            # can_join admitted only filled DynamicLayers (the cache's union type also holds layers without keys)
+            assert isinstance(mine, DynamicLayer) and isinstance(theirs, DynamicLayer)
+            assert mine.keys is not None and mine.values is not None
+            assert theirs.keys is not None and theirs.values is not None
             mine.keys = torch.cat([_pad_left(mine.keys, width, -2), _pad_left(theirs.keys, width, -2)])
             mine.values = torch.cat([_pad_left(mine.values, width, -2), _pad_left(theirs.values, width, -2)])
         cols = max(self.completion.shape[1], other.completion.shape[1])

@@ -70,7 +70,9 @@ class HFEngine:
 
     def __post_init__(self) -> None:
         self.device = next(self.model.parameters()).device
-        self.vocab_size = min(len(self.tokenizer), int(self.model.get_input_embeddings().num_embeddings))
+        # torch types a module's attributes as Tensor | Module; an embedding's num_embeddings is an int
+        rows = self.model.get_input_embeddings().num_embeddings
+        self.vocab_size = min(len(self.tokenizer), int(rows))  # type: ignore[arg-type]
         added = getattr(self.tokenizer, "added_tokens_decoder", {})
         self.special = frozenset(self.tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -254,9 +256,13 @@ class HFEngine:
         return finish is None
 
     def _logprob(self, raw: torch.Tensor, token: int, row: _Row) -> TokenLogprob:
-        top = ()
+        top: tuple[tuple[str, float], ...] = ()
         if row.params.logprobs:
             values, ids = raw.topk(row.params.logprobs)
-            top = tuple((self.tokenizer.decode([int(t)]), float(v)) for v, t in zip(values, ids, strict=True))
-        return TokenLogprob(self.tokenizer.decode([token]), float(raw[token]), top)
+            top = tuple((self._decode(int(t)), float(v)) for v, t in zip(values, ids, strict=True))
+        return TokenLogprob(self._decode(token), float(raw[token]), top)
+
+    def _decode(self, token: int) -> str:
+        text = self.tokenizer.decode([token])
+        return text if isinstance(text, str) else "".join(text)  # one sequence decodes to one str
 

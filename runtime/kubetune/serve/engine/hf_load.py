@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -37,8 +38,9 @@ def load_hf_engine(config: ServeConfig) -> HFEngine:
     device = pick_device(config.device)
     dtype = pick_dtype(config.infer_dtype, device)
     tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(config.model_name_or_path, dtype=dtype, device_map=str(device),
-                                                 trust_remote_code=config.trust_remote_code)
+    # a PreTrainedModel, then possibly a PeftModel around it (which forwards the model's attributes)
+    model: Any = AutoModelForCausalLM.from_pretrained(config.model_name_or_path, dtype=dtype, device_map=str(device),
+                                                      trust_remote_code=config.trust_remote_code)
     merged = config.adapter_name_or_path
     model = apply_adapters(model, merged, [check_adapter(a, strict=False) for a in merged])
     adapters = named_adapters(config)

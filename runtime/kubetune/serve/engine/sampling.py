@@ -23,7 +23,9 @@ class OpenAIPenaltyLogitsProcessor(LogitsProcessor):
         self.presence = presence
         self.frequency = frequency
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    # transformers annotates logits processors with the legacy LongTensor/FloatTensor classes, which no tensor
+    # operation returns; these take and return plain tensors (LogitsProcessor.__call__ is untyped for mypy).
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if input_ids.shape[-1] == 0:
             return scores
         valid = (input_ids >= 0).to(scores.dtype)
@@ -40,7 +42,7 @@ class RowwiseSamplingWarper(LogitsProcessor):
         self.top_k = top_k
         self.top_p = top_p
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         del input_ids
         temperature = torch.where(self.temperature > 0, self.temperature, torch.ones_like(self.temperature))
         scores = scores / temperature[:, None]

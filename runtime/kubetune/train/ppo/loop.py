@@ -120,6 +120,7 @@ def update(shell: PpoShell, rollout: Rollout, old_logprobs: torch.Tensor, old_va
            advantages: torch.Tensor, returns: torch.Tensor, s: PpoSettings) -> dict[str, float]:
     """``ppo_epochs`` passes of mini-batch updates over one rollout; returns the mean losses."""
     policy, optimizer = shell.model, shell.optimizer
+    assert optimizer is not None, "the shell creates its optimizer before training"
     params = [p for group in optimizer.param_groups for p in group["params"]]
     sums: dict[str, float] = {"loss": 0.0, "policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0}
     count = 0
@@ -186,17 +187,19 @@ def train_loop(shell: PpoShell, ref_model: Any, scorer: RewardScorer, prompts: A
     for _ in range(state.global_step * s.rollout_batch):  # skip what a resumed run already consumed
         next(order)
     shell.callback_handler.on_train_begin(args, state, control)
+    scheduler = shell.lr_scheduler
+    assert scheduler is not None, "the shell creates its scheduler before training"
     window: list[dict[str, float]] = []
     while state.global_step < state.max_steps:
         rows = [prompts[next(order)] for _ in range(s.rollout_batch)]
         window.append(ppo_step(shell, ref_model, scorer, rows, tokenizer, s))
-        shell.lr_scheduler.step()
+        scheduler.step()
         state.global_step += 1
         state.epoch = state.global_step * s.rollout_batch / len(prompts)
         shell.callback_handler.on_step_end(args, state, control)
         if state.global_step % state.logging_steps == 0 or state.global_step == state.max_steps:
             logs = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
-            shell.log({**logs, "learning_rate": shell.lr_scheduler.get_last_lr()[0]})
+            shell.log({**logs, "learning_rate": float(scheduler.get_last_lr()[0])})
             window.clear()
         if args.save_strategy == "steps" and state.global_step % state.save_steps == 0:
             shell._save_checkpoint(shell.model, trial=None)
