@@ -13,6 +13,7 @@ from kubetune.config.mapping.train import train_pod_config
 from kubetune.lifecycle.finetunejob import OWNED, TrainingObservation, derive_finetunejob_status
 from kubetune.lifecycle.inputs import Rejection, blocking, config_rejection
 from kubetune.lifecycle.runs import is_terminal
+from kubetune.lifecycle.sources import model_sources, references
 from kubetune.uris import UriError
 from kubetune_operator.kinds import FINETUNEJOB, JOB, PYTORCHJOB
 from kubetune_operator.kube import Invalid, KubeError
@@ -30,23 +31,8 @@ from kubetune_operator.reconcile.base import (
 )
 from kubetune_operator.render import pods
 from kubetune_operator.render.training import TrainInputs, launcher_kind, render_training
-from kubetune_operator.resolve import Artifact, Ref, Resolution, first_unresolved, ref_of, resolve_source
+from kubetune_operator.resolve import Artifact, Ref, Resolution, first_unresolved, resolve_source
 from kubetune_operator.status.launchers import observe
-
-
-def model_sources(job: FineTuneJob) -> list[Any]:
-    """Every model-like source of the spec: the base, the DPO reference model, the PPO reward model."""
-    spec = job.spec
-    sources: list[Any] = [spec.model]
-    if spec.preference and spec.preference.ref_model:
-        sources.append(spec.preference.ref_model)
-    if spec.ppo and spec.ppo.reward_model and not spec.ppo.reward_model.url:
-        sources.append(spec.ppo.reward_model)
-    return sources
-
-
-def references(job: FineTuneJob) -> list[Ref]:
-    return [ref for ref in map(ref_of, model_sources(job)) if ref is not None]
 
 
 def read_uris(job: FineTuneJob, resolutions: list[Resolution]) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from kubetune.api.conditions import Reason
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.lifecycle.inferenceservice import OWNED, ServingObservation, derive_inferenceservice_status
 from kubetune.lifecycle.inputs import Rejection
+from kubetune.lifecycle.sources import references
 from kubetune.uris import UriError
 from kubetune_operator.kinds import DEPLOYMENT, INFERENCESERVICE
 from kubetune_operator.kube import Invalid
@@ -26,15 +27,10 @@ from kubetune_operator.reconcile.base import (
 )
 from kubetune_operator.render import pods
 from kubetune_operator.render.serving import ServingInputs, render_serving, selector, url
-from kubetune_operator.resolve import Artifact, Ref, first_unresolved, ref_of, resolve_source, same_uri
+from kubetune_operator.resolve import Artifact, first_unresolved, ref_of, resolve_source, same_uri
 from kubetune_operator.status.deployments import observe_deployment
 
 WRONG_ARTIFACT_TYPE = "WrongArtifactType"
-
-
-def references(isvc: InferenceService) -> list[Ref]:
-    sources = [isvc.spec.model, *(isvc.spec.adapters or [])]
-    return [ref for ref in map(ref_of, sources) if ref is not None]
 
 
 def served_name(body: dict[str, Any], isvc: InferenceService) -> str:

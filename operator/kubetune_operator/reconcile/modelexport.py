@@ -18,6 +18,7 @@ from kubetune.lifecycle.modelexport import (
     resolved_source,
 )
 from kubetune.lifecycle.runs import is_terminal
+from kubetune.lifecycle.sources import references
 from kubetune.uris import UriError
 from kubetune_operator.gate import score_gate
 from kubetune_operator.kinds import JOB, MODELEXPORT
@@ -37,11 +38,6 @@ from kubetune_operator.render import pods
 from kubetune_operator.render.export import ExportInputs, job_name, render_export
 from kubetune_operator.resolve import Artifact, Ref, Unresolved, ref_of, resolve_ref
 from kubetune_operator.status.launchers import observe
-
-
-def references(mexp: ModelExport) -> list[Ref]:
-    ref = ref_of(mexp.spec.source)
-    return [ref] if ref else []
 
 
 def export_inputs(body: dict[str, Any], mexp: ModelExport,

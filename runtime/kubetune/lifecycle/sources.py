@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.conditions import ConditionType, Reason
+from kubetune.api.finetunejob import FineTuneJob
+from kubetune.api.inferenceservice import InferenceService
+from kubetune.api.modelexport import ModelExport
 from kubetune.uris import UriResolver
 
 FINETUNEJOB = "FineTuneJob"
@@ -86,6 +89,32 @@ def ref_of(source: Any) -> Ref | None:
     if getattr(source, "model_export_ref", None) is not None:
         return (MODELEXPORT, source.model_export_ref.name)
     return None
+
+
+def model_sources(job: FineTuneJob) -> list[Any]:
+    """Every model-like input of a FineTuneJob: the base, the DPO reference model, the PPO reward model (a reward
+    served at a URL is no model input)."""
+    spec = job.spec
+    sources: list[Any] = [spec.model]
+    if spec.preference and spec.preference.ref_model:
+        sources.append(spec.preference.ref_model)
+    if spec.ppo and spec.ppo.reward_model and not spec.ppo.reward_model.url:
+        sources.append(spec.ppo.reward_model)
+    return sources
+
+
+def input_sources(resource: FineTuneJob | ModelExport | InferenceService) -> list[Any]:
+    """The typed sources (uri or reference) an object reads, in spec order."""
+    if isinstance(resource, FineTuneJob):
+        return model_sources(resource)
+    if isinstance(resource, ModelExport):
+        return [resource.spec.source]
+    return [resource.spec.model, *(resource.spec.adapters or [])]
+
+
+def references(resource: FineTuneJob | ModelExport | InferenceService) -> list[Ref]:
+    """(kind, name) of every kubetune object ``resource`` reads from, in spec order: what both executors wait for."""
+    return [ref for ref in map(ref_of, input_sources(resource)) if ref is not None]
 
 
 def uri_source(source: Any) -> Artifact:

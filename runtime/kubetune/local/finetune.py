@@ -24,8 +24,9 @@ from kubetune.lifecycle.finetunejob import OWNED, TrainingObservation, derive_fi
 from kubetune.lifecycle.inputs import Rejection, config_rejection
 from kubetune.lifecycle.outputs import output_uri as output_location_uri
 from kubetune.lifecycle.runs import RunState
+from kubetune.lifecycle.sources import references
 from kubetune.local.context import LocalContext, Outcome
-from kubetune.local.plan import LocalObject, references
+from kubetune.local.plan import LocalObject
 from kubetune.local.progress import LocalProgressSink
 from kubetune.local.sources import Artifact, Unresolved, absolute_uri, resolve_reference
 from kubetune.local.status import Tracker

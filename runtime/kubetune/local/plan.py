@@ -18,6 +18,7 @@ from kubetune.api.errors import FieldError
 from kubetune.api.finetunejob import FineTuneJob
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.api.modelexport import ModelExport
+from kubetune.lifecycle.sources import references
 from kubetune.names import label_problem, subdomain_problem
 
 Resource = FineTuneJob | ModelExport | InferenceService
@@ -66,31 +67,6 @@ class LocalObject:
     @property
     def base_dir(self) -> Path:
         return self.file.resolve().parent
-
-
-def _source_refs(source: Any) -> list[tuple[str, str]]:
-    if source is None:
-        return []
-    out = []
-    if getattr(source, "fine_tune_job_ref", None) is not None:
-        out.append(("FineTuneJob", source.fine_tune_job_ref.name))
-    if getattr(source, "model_export_ref", None) is not None:
-        out.append(("ModelExport", source.model_export_ref.name))
-    return out
-
-
-def references(resource: Resource) -> list[tuple[str, str]]:
-    """(kind, name) of every kubetune object ``resource`` reads from, in spec order."""
-    sources: list[Any]
-    if isinstance(resource, FineTuneJob):
-        spec = resource.spec
-        sources = [spec.model, spec.preference.ref_model if spec.preference else None,
-                   spec.ppo.reward_model if spec.ppo else None]
-    elif isinstance(resource, ModelExport):
-        sources = [resource.spec.source]
-    else:
-        sources = [resource.spec.model, *(resource.spec.adapters or [])]
-    return [ref for source in sources for ref in _source_refs(source)]
 
 
 def name_problems(obj: LocalObject) -> list[tuple[str, str]]:

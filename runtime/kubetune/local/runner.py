@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from kubetune.lifecycle.inputs import QUEUED, unresolved_status
+from kubetune.lifecycle.sources import references
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.export import run_modelexport
 from kubetune.local.finetune import run_finetunejob
-from kubetune.local.plan import LocalObject, PlanError, order_objects, references
+from kubetune.local.plan import LocalObject, PlanError, order_objects
 from kubetune.local.serve import run_inferenceservice
 from kubetune.local.sources import Unresolved, resolve_reference
 from kubetune.local.status import Tracker
