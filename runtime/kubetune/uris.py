@@ -128,6 +128,14 @@ def uri_to_path(uri: str) -> str:
     return uri
 
 
+def absolute_uri(uri: str, resolver: UriResolver) -> str:
+    """``uri`` as consumers elsewhere can read it: pvc://, hf://, s3:// unchanged, local paths as file:///abs."""
+    if uri.startswith(("pvc://", "hf://", "s3://")):
+        return uri
+    trailing = "/" if uri.endswith("/") else ""
+    return "file://" + resolver.resolve(uri).rstrip("/") + trailing
+
+
 def resolver_for_file(config_file: str | Path, pvc_root: str | None = None) -> UriResolver:
     """Resolver for a CR file run directly: relative paths against the file's folder."""
     base = Path(config_file).resolve().parent

@@ -16,10 +16,10 @@ from kubetune.local.context import LocalContext
 from kubetune.local.listing import listing
 from kubetune.local.plan import LocalObject, PlanError, load_objects, order_objects
 from kubetune.local.runner import run_objects
-from kubetune.local.sources import Artifact, Unresolved, absolute_uri, resolve_reference
+from kubetune.local.sources import Artifact, Unresolved, resolve_reference
 from kubetune.local.status import Cond, Tracker, set_condition
 from kubetune.local.workdir import WorkDir
-from kubetune.uris import UriResolver
+from kubetune.uris import UriResolver, absolute_uri
 from tests.builders import make_finetunejob, make_inferenceservice, make_modelexport
 
 ROOT = Path(__file__).resolve().parents[2]

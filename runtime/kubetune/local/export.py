@@ -32,10 +32,10 @@ from kubetune.lifecycle.runs import RunState
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.finetune import done_before, output_location
 from kubetune.local.plan import LocalObject
-from kubetune.local.sources import Artifact, Unresolved, absolute_uri, resolve_source
+from kubetune.local.sources import Artifact, Unresolved, resolve_source
 from kubetune.local.status import Tracker
 from kubetune.local.workdir import Record
-from kubetune.uris import UriError, UriResolver
+from kubetune.uris import UriError, UriResolver, absolute_uri
 
 
 def score_gate(min_score: float | None, job: str, namespace: str, ctx: LocalContext,

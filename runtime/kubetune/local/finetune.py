@@ -28,11 +28,11 @@ from kubetune.lifecycle.sources import references
 from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.plan import LocalObject
 from kubetune.local.progress import LocalProgressSink
-from kubetune.local.sources import Artifact, Unresolved, absolute_uri, resolve_reference
+from kubetune.local.sources import Artifact, Unresolved, resolve_reference
 from kubetune.local.status import Tracker
 from kubetune.local.workdir import Record
 from kubetune.status_reporter import latest_checkpoint
-from kubetune.uris import UriError, UriResolver
+from kubetune.uris import UriError, UriResolver, absolute_uri
 
 if TYPE_CHECKING:
     from kubetune.config.runtime import RuntimeConfig

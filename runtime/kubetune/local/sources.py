@@ -13,9 +13,8 @@ from typing import Any
 
 from kubetune.lifecycle.sources import Artifact, Resolution, Unresolved, ref_of, source_verdict, uri_source
 from kubetune.local.workdir import WorkDir
-from kubetune.uris import UriResolver
 
-__all__ = ["Artifact", "Resolution", "Unresolved", "absolute_uri", "resolve_reference", "resolve_source"]
+__all__ = ["Artifact", "Resolution", "Unresolved", "resolve_reference", "resolve_source"]
 
 
 def resolve_reference(kind: str, name: str, namespace: str, work: WorkDir) -> Resolution:
@@ -32,11 +31,3 @@ def resolve_source(source: Any, namespace: str, work: WorkDir) -> Resolution:
     """A uri source as-is, or the output of the object it references."""
     ref = ref_of(source)
     return uri_source(source) if ref is None else resolve_reference(*ref, namespace, work)
-
-
-def absolute_uri(uri: str, resolver: UriResolver) -> str:
-    """``uri`` as consumers elsewhere can read it: pvc://, hf://, s3:// unchanged, local paths as file:///abs."""
-    if uri.startswith(("pvc://", "hf://", "s3://")):
-        return uri
-    trailing = "/" if uri.endswith("/") else ""
-    return "file://" + resolver.resolve(uri).rstrip("/") + trailing
