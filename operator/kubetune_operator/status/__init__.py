@@ -1,1 +1,2 @@
-"""Pure status derivation: previous status + observed children + a timestamp in, the next status out."""
+"""The operator's side of status: observed children read into the lifecycle's observations (launchers,
+deployments), and the derived status written back (merge patch, Events). The derivation is kubetune.lifecycle's."""
