@@ -13,7 +13,7 @@ from typing import Any
 from kubetune_operator.kinds import FINETUNEJOB, MODELEXPORT, Resource, resource_of
 from kubetune_operator.kube import Kube
 from kubetune_operator.meta import controlled_by
-from kubetune_operator.policy import Policy, check_children
+from kubetune_operator.policy import Policy, check_children, check_env
 from kubetune_operator.resolve import FINETUNEJOB as FTJ_KIND
 from kubetune_operator.resolve import Ref
 from kubetune_operator.settings import RenderSettings
@@ -98,7 +98,8 @@ def apply_children(ctx: Context, parent: dict[str, Any], manifests: list[dict[st
     """Check the admin's policy and child ownership, then server-side apply each child in order; returns the
     applied objects by kind. Raises Refused when the policy forbids a pod or a child's name is taken."""
     denied = check_children(ctx.policy, manifests, ctx.settings.images,
-                            ctx.settings.own_service_accounts(parent["kind"]))
+                            ctx.settings.own_service_accounts(parent["kind"])) or \
+        check_env(parent.get("spec") or {}, manifests)
     if denied:
         raise Refused(Rejection(*denied))
     check_ownership(ctx, parent, manifests)

@@ -22,6 +22,7 @@ from kubetune.local.finetune import ACCEPTED, done_before, output_location, rest
 from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, resolve_source
 from kubetune.local.status import Cond, Tracker
+from kubetune.local.storage import stage_inputs, stage_output
 from kubetune.local.workdir import Record
 from kubetune.uris import UriError, UriResolver
 
@@ -95,6 +96,9 @@ def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     source = _resolve(obj, ctx, tracker)
     if source is None:
         return Outcome.BLOCKED
+    problem = stage_inputs(mexp.spec, ctx.mirror_root, [source.uri, source.base_model_uri], ctx.say)
+    if problem:
+        return _fail(tracker, R.FAILED, f"inputs: {problem}")
     try:
         base, adapters, base_uri = export_inputs(mexp, source, resolver)
         calibration = mexp.spec.quantization.calibration if mexp.spec.quantization else None
@@ -112,10 +116,11 @@ def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
                 [ACCEPTED, Cond(T.SOURCE_READY, True, R.RESOLVED, f"source {source.uri}"),
                  Cond(T.RUNNING, True, R.RUNNING, message), *restart_conditions(record)],
                 resolvedSource={k: v for k, v in resolved.items() if v}, output=None)
-    return _export(config, obj, record, tracker, output_uri)
+    return _export(config, obj, record, tracker, output_uri, ctx)
 
 
-def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_uri: str) -> Outcome:  # type: ignore[no-untyped-def]
+def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_uri: str,  # type: ignore[no-untyped-def]
+            ctx: LocalContext) -> Outcome:
     from kubetune.export.merge import ExportError
     from kubetune.export.pipeline import run_export
     from kubetune.export.quantize import QuantizationUnavailable
@@ -135,6 +140,10 @@ def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_u
         traceback.print_exc()
         return _fail(tracker, R.FAILED, f"export failed: {exc}")
     manifest = read_manifest(config.export_dir)
+    assert isinstance(obj.resource, ModelExport)
+    problem = stage_output(obj.resource.spec, ctx.mirror_root, output_uri, ctx.say)
+    if problem:
+        return _fail(tracker, R.FAILED, f"output: {problem}")
     output = {"uri": output_uri, "artifactType": manifest.artifact_type,
               "baseModel": manifest.base_model.model_dump(exclude_none=True)}
     if manifest.quantization:

@@ -21,10 +21,12 @@ from kubetune.data.formats import DataFormatError
 from kubetune.lifecycle import runs
 from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune.local.context import LocalContext, Outcome, output_name
+from kubetune.local.environment import spec_environment
 from kubetune.local.plan import LocalObject, references
 from kubetune.local.progress import LocalProgressSink
 from kubetune.local.sources import Artifact, absolute_uri, resolve_reference
 from kubetune.local.status import Cond, Tracker, now_text
+from kubetune.local.storage import stage_inputs, stage_output
 from kubetune.local.workdir import Record
 from kubetune.status_reporter import latest_checkpoint
 from kubetune.uris import UriError, UriResolver
@@ -128,6 +130,9 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
         cfg = _config(obj, record, ctx, output_dir, inputs)
     except (ConfigError, UriError) as exc:
         return _fail(tracker, R.INVALID_SPEC, str(exc), accepted=False)
+    problem = stage_inputs(job.spec, ctx.mirror_root, [a.uri for a in inputs.values()], ctx.say)
+    if problem:
+        return _fail(tracker, R.FAILED, f"inputs: {problem}")
     try:
         check_data(cfg)  # seconds, where loading the stack and the model first took tens of seconds
     except DataFormatError as exc:
@@ -140,16 +145,18 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
                 startTime=record.status.get("startTime") or now_text(),
                 restarts=int(record.status.get("restarts") or 0) + int(restarted),
                 output=None, completionTime=None, evaluation=None)
-    return _train(cfg, tracker, ctx, output_dir, output_uri)
+    return _train(cfg, tracker, ctx, output_dir, output_uri, job)
 
 
-def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_uri: str) -> Outcome:  # type: ignore[no-untyped-def]
+def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_uri: str,  # type: ignore[no-untyped-def]
+           job: FineTuneJob) -> Outcome:
     from kubetune.train.context import TrainContext, loss_summary
     from kubetune.train.stages import run_stage
 
     sink = LocalProgressSink(tracker, output_dir, output_uri, say=None if ctx.console else ctx.say)
     try:
-        result = run_stage(cfg, TrainContext(sinks=[sink], console=ctx.console, say=ctx.say))
+        with spec_environment(job.spec, ctx.say):
+            result = run_stage(cfg, TrainContext(sinks=[sink], console=ctx.console, say=ctx.say))
     except KeyboardInterrupt:
         checkpoint = latest_checkpoint(str(output_dir), output_uri)
         step = (tracker.status.get("progress") or {}).get("step", 0)
@@ -164,6 +171,9 @@ def _train(cfg, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_ur
         traceback.print_exc()
         return _fail(tracker, R.FAILED, f"training failed: {exc}")
     manifest = read_manifest(output_dir)
+    problem = stage_output(job.spec, ctx.mirror_root, output_uri, ctx.say)
+    if problem:
+        return _fail(tracker, R.FAILED, f"output: {problem}")
     output = {"uri": output_uri, "artifactType": manifest.artifact_type,
               "baseModel": manifest.base_model.model_dump(exclude_none=True)}
     loss = loss_summary(result)

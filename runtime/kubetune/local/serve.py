@@ -26,6 +26,7 @@ from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, resolve_source
 from kubetune.local.status import Cond, Tracker
+from kubetune.local.storage import stage_inputs
 from kubetune.local.workdir import Record
 from kubetune.uris import UriError, UriResolver
 
@@ -114,6 +115,11 @@ def run_inferenceservice(obj: LocalObject, record: Record, tracker: Tracker, ctx
     except (ModelError, UriError, ValueError) as exc:
         tracker.set(P.FAILED, R.INVALID_SPEC, str(exc), [Cond(T.ACCEPTED, False, R.INVALID_SPEC, str(exc))])
         return Outcome.BLOCKED
+    problem = stage_inputs(isvc.spec, ctx.mirror_root, [a.uri for a in artifacts] +
+                           [a.base_model_uri for a in artifacts], ctx.say)
+    if problem:
+        tracker.set(P.FAILED, R.FAILED, f"inputs: {problem}", [ACCEPTED, Cond(T.READY, False, R.FAILED, problem)])
+        return Outcome.FAILED
     if not port_free(config.host, config.port):
         message = f"port {config.port} on {config.host} is in use; pass --port"
         tracker.set(P.FAILED, R.FAILED, message, [ACCEPTED, Cond(T.READY, False, R.NOT_READY, message)])
