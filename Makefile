@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # engines (HTTP, OpenAI semantics, engine protocol, adapter sync) and the operator. Not yet: train, data, model,
 # local, eval and the hf engine (torch typing).
 MYPY_PATHS := runtime/kubetune/api runtime/kubetune/config runtime/kubetune/lifecycle runtime/kubetune/uris.py \
-	runtime/kubetune/names.py runtime/kubetune/quiet.py runtime/kubetune/artifacts.py \
+	runtime/kubetune/names.py runtime/kubetune/quiet.py runtime/kubetune/artifacts.py runtime/kubetune/storage \
 	runtime/kubetune/status_reporter.py runtime/kubetune/cli runtime/kubetune/export \
 	runtime/kubetune/serve/openai runtime/kubetune/serve/router.py runtime/kubetune/serve/errors.py \
 	runtime/kubetune/serve/guard.py runtime/kubetune/serve/metrics.py runtime/kubetune/serve/http.py \
