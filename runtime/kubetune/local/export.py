@@ -18,6 +18,7 @@ from kubetune.artifacts import ArtifactError, CreatedBy, read_manifest
 from kubetune.lifecycle import runs
 from kubetune.lifecycle.inputs import unresolved_status
 from kubetune.local.context import LocalContext, Outcome
+from kubetune.local.environment import spec_environment
 from kubetune.local.finetune import ACCEPTED, done_before, output_location, restart_conditions
 from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, resolve_source
@@ -128,8 +129,10 @@ def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_u
     # An interrupted export leaves only its hidden staging folder; a directory without a manifest is a leftover.
     config = config.model_copy(update={"overwrite": True})
     created_by = CreatedBy(kind="ModelExport", name=obj.name, namespace=obj.namespace, uid=record.uid)
+    assert isinstance(obj.resource, ModelExport)
     try:
-        run_export(config, created_by=created_by, strict_manifests=True)
+        with spec_environment(obj.resource.spec, ctx.say):
+            run_export(config, created_by=created_by, strict_manifests=True)
     except KeyboardInterrupt:
         message = "interrupted; run again to export from the start"
         tracker.set(P.PENDING, R.PENDING, message, [Cond(T.RUNNING, False, R.PENDING, message)])
@@ -140,7 +143,6 @@ def _export(config, obj: LocalObject, record: Record, tracker: Tracker, output_u
         traceback.print_exc()
         return _fail(tracker, R.FAILED, f"export failed: {exc}")
     manifest = read_manifest(config.export_dir)
-    assert isinstance(obj.resource, ModelExport)
     problem = stage_output(obj.resource.spec, ctx.mirror_root, output_uri, ctx.say)
     if problem:
         return _fail(tracker, R.FAILED, f"output: {problem}")
