@@ -16,8 +16,9 @@ def test_spec_inputs_are_every_s3_uri_but_the_output():
         "x", model={"uri": "s3://models/base"},
         datasets=[{"uri": "s3://data/a.jsonl"}, {"uri": "pvc://data/b.jsonl"}, {"uri": "s3://data/a.jsonl"}],
         output={"uri": "s3://models/out/"}))
-    export = ModelExport.model_validate(make_modelexport("y", source={"model": {"uri": "hf://org/m"},
-                                                                      "adapter": {"uri": "s3://runs/a/"}}))
+    body = make_modelexport("y")
+    body["spec"]["source"] = {"model": {"uri": "hf://org/m"}, "adapter": {"uri": "s3://runs/a/"}}
+    export = ModelExport.model_validate(body)
     assert spec_inputs(job.spec) == ["s3://models/base", "s3://data/a.jsonl"]
     assert spec_inputs(export.spec) == ["s3://runs/a/"]
 
