@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import cluster, namespace, node  # noqa: F401  (real control plane / node, session-wide)
+from tests.support.fixtures import (  # noqa: F401  (real control plane / node / servers, session-wide)
+    cluster,
+    namespace,
+    node,
+    object_store,
+    tracking_server,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "tests" / "assets"

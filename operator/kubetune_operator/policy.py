@@ -18,12 +18,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from kubetune.api.environment import RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
 from kubetune.api.inferenceservice import DENIED_ENGINE_FLAGS
 
 IMAGE_NOT_ALLOWED = "ImageNotAllowed"
 SERVICE_ACCOUNT_NOT_ALLOWED = "ServiceAccountNotAllowed"
 ENGINE_ARG_NOT_ALLOWED = "EngineArgNotAllowed"
 REMOTE_CODE_NOT_ALLOWED = "RemoteCodeNotAllowed"
+ENV_NOT_ALLOWED = "EnvNotAllowed"
 KINDS = ("FineTuneJob", "ModelExport", "InferenceService")
 
 
@@ -149,4 +151,22 @@ def check_engine_args(policy: Policy, args: list[str]) -> tuple[str, str] | None
             return ENGINE_ARG_NOT_ALLOWED, (
                 f"spec.engine.extraArgs[{index}]: {arg!r} sets {flag}, which loads code, changes authentication, "
                 "opens files or network endpoints, or overrides what kubetune sets; remove it")
+    return None
+
+
+def check_env(spec: dict[str, Any], manifests: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) when ``spec.env`` names a variable kubetune sets in one of the rendered pods.
+
+    The CRD refuses the fixed names and prefixes; this also catches those stored before the rule existed and the
+    ones kubetune sets only for some specs (``HF_TOKEN`` from credentialsSecretRef, ``AWS_*`` from storage.s3).
+    """
+    for index, name in enumerate(e.get("name", "") for e in spec.get("env") or []):
+        reserved = name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES)
+        clash = reserved or any(
+            sum(1 for e in container.get("env", []) if e.get("name") == name) > 1
+            for manifest in manifests for pod in _pod_specs(manifest)
+            for container in [*pod.get("initContainers", []), *pod["containers"]])
+        if clash:
+            return ENV_NOT_ALLOWED, (f"spec.env[{index}]: {name} is set by kubetune for these pods and cannot be "
+                                     "replaced; remove it (or use the spec field that sets it)")
     return None

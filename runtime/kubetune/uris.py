@@ -5,6 +5,8 @@
 ``file:///abs`` is ``/abs``; a relative path, plain or as ``file://rel/path`` (a local-run convenience: the CRD
 pattern wants a scheme), is taken relative to ``base_dir`` (the CR file's folder).
 ``hf://org/name`` becomes the hub id ``org/name`` (transformers and datasets load it when a network is there).
+``s3://bucket/key`` is ``<s3_root>/bucket/key``, the local mirror that kubetune.storage.staging downloads inputs
+into and uploads outputs from (``/mnt/s3`` in pods, ``<work-dir>/s3`` for ``kubetune run``).
 
 A ``pvc://`` URI never leaves its claim: the claim is a DNS-1123 subdomain (a PersistentVolumeClaim name), the path
 has no ``..`` segment, and the resolved path (symlinks followed) must stay under ``<pvc_root>/<claim>``.
@@ -13,12 +15,14 @@ has no ``..`` segment, and the resolved path (symlinks followed) must stay under
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kubetune.names import subdomain_problem
 
 POD_PVC_ROOT = "/mnt/pvc"
+POD_S3_ROOT = "/mnt/s3"
 SCHEMES = ("file://", "pvc://", "hf://", "s3://")
 
 
@@ -78,6 +82,7 @@ class UriResolver:
 
     pvc_root: Path = Path(POD_PVC_ROOT)
     base_dir: Path = Path(".")
+    s3_root: Path | None = Path(POD_S3_ROOT)  # the local mirror of s3:// locations; None: not resolvable here
 
     def resolve(self, uri: str) -> str:
         """Local path (or hub id for hf://) for ``uri``. Raises UriError for what cannot be reached locally."""
@@ -90,10 +95,18 @@ class UriResolver:
         if uri.startswith("hf://"):
             return contained(uri).removeprefix("hf://")
         if uri.startswith("s3://"):
-            raise UriError(f"{uri!r}: s3:// sources are staged by the pod's init step; mount or copy them locally")
+            return str(self._s3(uri))
         if "://" in uri:
             raise UriError(f"{uri!r}: unknown scheme; expected one of {', '.join(SCHEMES)} or a path")
         return self._local(uri)
+
+    def _s3(self, uri: str) -> Path:
+        if self.s3_root is None:
+            raise UriError(f"{uri!r}: s3:// locations are staged into a local mirror; there is no local mirror here")
+        parts = [p for p in contained(uri).removeprefix("s3://").split("/") if p]
+        if not parts:
+            raise UriError(f"{uri!r}: expected s3://<bucket>/<path>")
+        return self.s3_root.joinpath(*parts)
 
     def _local(self, path_text: str) -> str:
         path = Path(path_text).expanduser()
@@ -102,6 +115,11 @@ class UriResolver:
     def join(self, uri: str, *parts: str) -> str:
         """Append path segments to a URI, keeping its scheme (``pvc://m/out/`` + ``job-1234`` -> ``pvc://m/out/job-1234``)."""
         return "/".join([uri.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def s3_uris(uris: Iterable[str | None]) -> list[str]:
+    """The distinct s3:// URIs among ``uris``, in order."""
+    return list(dict.fromkeys(u for u in uris if u and u.startswith("s3://")))
 
 
 def path_to_uri(path: str) -> str:

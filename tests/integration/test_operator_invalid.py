@@ -33,7 +33,8 @@ def no_children(cluster, namespace: str, label: str) -> bool:
 FINETUNEJOB_CASES = [
     ({"extraArgs": {"neftune_noise_alpah": 5}}, "InvalidExtraArgs", "spec.extraArgs.neftune_noise_alpah"),
     ({"extraArgs": {"learning_rate": 0.1}}, "InvalidExtraArgs", "already set by the spec"),
-    ({"datasets": [{"uri": "s3://bucket/train.jsonl"}]}, "InvalidSpec", "s3://bucket/train.jsonl"),
+    ({"model": {"uri": "hf://org/tiny", "credentialsSecretRef": {"name": "hf"}},
+      "env": [{"name": "HF_TOKEN", "value": "x"}]}, "EnvNotAllowed", "spec.env[0]: HF_TOKEN is set by kubetune"),
     ({"model": {"uri": "hf://org/tiny", "template": "qwenn"}}, "UnknownTemplate", "unknown template 'qwenn'"),
     ({"stage": "rm", "datasets": [{"uri": "pvc://d/p.jsonl", "ranking": True}],
       "training": {"trainOnPrompt": True}}, "InvalidSpec", "train_on_prompt"),
@@ -41,7 +42,7 @@ FINETUNEJOB_CASES = [
 
 
 @pytest.mark.parametrize(("spec", "reason", "mentions"), FINETUNEJOB_CASES,
-                         ids=["unknown-extra-arg", "extra-arg-clash", "s3-dataset", "unknown-template", "stage-rule"])
+                         ids=["unknown-extra-arg", "extra-arg-clash", "env-it-sets", "unknown-template", "stage-rule"])
 def test_invalid_finetunejob_is_not_accepted(cluster, operator, namespace, spec, reason, mentions):
     cluster.apply(in_ns(make_finetunejob("bad", output={"uri": "pvc://models/out/"}, **spec), namespace))
     cond = wait_for(lambda: accepted(cluster, FTJ, "bad", namespace), what="Accepted condition")

@@ -3,6 +3,10 @@
 - ``cluster`` (session): one etcd + kube-apiserver + kube-controller-manager per pytest session, with crds/ and
   the Kubeflow PyTorchJob CRD installed and Established. Yields a :class:`tests.support.cluster.Cluster`.
 - ``namespace`` (function): a fresh namespace per test, deleted afterwards (without waiting).
+- ``object_store`` (session, started only when a test asks for it): a SeaweedFS S3 endpoint
+  (:mod:`tests.support.objectstore`).
+- ``tracking_server`` (session, started only when a test asks for it): an MLflow tracking server on sqlite
+  (:mod:`tests.support.tracking`).
 - ``node`` (session, started only when a test asks for it): a real one-node cluster where pods run, with the
   Kubeflow training-operator and the kubetune operator deployed from manifests/ (:mod:`tests.support.node`).
 """
@@ -16,6 +20,8 @@ import pytest
 
 from tests.support.cluster import Cluster, start_cluster
 from tests.support.node import Node, machine_lock, start_node
+from tests.support.objectstore import ObjectStore, start_object_store
+from tests.support.tracking import TrackingServer, start_tracking_server
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +49,15 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             yield handle
         finally:
             handle.stop()
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    with start_object_store(tmp_path_factory.mktemp("s3")) as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
+    with start_tracking_server(tmp_path_factory.mktemp("mlflow")) as server:
+        yield server

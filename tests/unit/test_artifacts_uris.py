@@ -70,10 +70,17 @@ def test_uri_resolution(uri, expected):
     assert UriResolver(pvc_root=Path("/pvc"), base_dir=Path("/base")).resolve(uri) == expected
 
 
-@pytest.mark.parametrize("uri", ["s3://bucket/x", "ftp://host/x", "pvc:///nopath"])
+@pytest.mark.parametrize("uri", ["ftp://host/x", "pvc:///nopath", "s3://bucket/../x", "s3://"])
 def test_unresolvable_uris_raise(uri):
     with pytest.raises(UriError):
         UriResolver().resolve(uri)
+
+
+def test_s3_uris_map_into_the_mirror():
+    assert UriResolver().resolve("s3://models/team/run-1/") == "/mnt/s3/models/team/run-1"
+    assert UriResolver(s3_root=Path("/w/s3")).resolve("s3://data/a.jsonl") == "/w/s3/data/a.jsonl"
+    with pytest.raises(UriError, match="there is no local mirror here"):
+        UriResolver(s3_root=None).resolve("s3://data/a.jsonl")
 
 
 def test_join_keeps_scheme():

@@ -14,7 +14,7 @@ from kubetune.lifecycle.inputs import Rejection
 from kubetune_operator.kinds import FINETUNEJOB, MODELEXPORT, Resource, resource_of
 from kubetune_operator.kube import Kube
 from kubetune_operator.meta import controlled_by
-from kubetune_operator.policy import Policy, check_children
+from kubetune_operator.policy import Policy, check_children, check_env
 from kubetune_operator.resolve import FINETUNEJOB as FTJ_KIND
 from kubetune_operator.resolve import Ref
 from kubetune_operator.settings import RenderSettings
@@ -100,7 +100,8 @@ def apply_children(ctx: Context, parent: dict[str, Any], manifests: list[dict[st
     applied objects by kind. Raises Refused when the policy forbids a pod or a child's name is taken."""
     requested = (parent.get("spec") or {}).get("serviceAccountName")
     denied = check_children(ctx.policy, manifests, ctx.settings.images,
-                            ctx.settings.own_service_accounts(parent["kind"], requested))
+                            ctx.settings.own_service_accounts(parent["kind"], requested)) or \
+        check_env(parent.get("spec") or {}, manifests)
     if denied:
         raise Refused(Rejection(*denied))
     check_ownership(ctx, parent, manifests)

@@ -15,7 +15,7 @@ import yaml
 from kubetune.api.modelexport import ModelExport
 from kubetune.config.mapping.export import export_pod_document
 from kubetune_operator.meta import child_labels, child_metadata
-from kubetune_operator.render import pods
+from kubetune_operator.render import environment, pods
 from kubetune_operator.settings import RenderSettings
 
 CONFIG_KEY = "export.yaml"
@@ -86,23 +86,23 @@ def render_export(parent: dict[str, Any], mexp: ModelExport, inputs: ExportInput
     }
     pods.finish_container(container, settings.image_pull_policy, spec.resources.requests, spec.resources.limits,
                           spec.resources.gpus, spec.resources.gpu_resource_name)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": spec.service_account_name or settings.service_account(parent["kind"]),
+        "securityContext": pods.pod_security_context(settings.run_as_user),
+        "containers": [container],
+        "volumes": volumes,
+        **pods.scheduling(spec),
+    }
+    environment.finish_pod(pod_spec, spec, main=CONTAINER, stage_image=container["image"],
+                           read=_read_uris(mexp, inputs), output=inputs.output_uri)
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": child_metadata(parent, job_name(name), queue_name=spec.queue_name),
         "spec": {
             "backoffLimit": spec.backoff_limit,
-            "template": {
-                "metadata": {"labels": child_labels(parent)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": spec.service_account_name or settings.service_account(parent["kind"]),
-                    "securityContext": pods.pod_security_context(settings.run_as_user),
-                    "containers": [container],
-                    "volumes": volumes,
-                    **pods.scheduling(spec),
-                },
-            },
+            "template": {"metadata": {"labels": child_labels(parent)}, "spec": pod_spec},
         },
     }
     return [config_map, job]

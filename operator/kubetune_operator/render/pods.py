@@ -20,12 +20,12 @@ CONFIG_DIR = "/etc/kubetune"
 HOME = "/home/kubetune"
 CACHE = f"{HOME}/.cache"
 WRITABLE = {"tmp": "/tmp", "home": HOME}  # emptyDir volume name -> mount path
-POD_URIS = UriResolver()  # pvc:// -> /mnt/pvc/<claim>/<path>, file:// -> path, hf:// -> hub id
+POD_URIS = UriResolver()  # pvc:// -> /mnt/pvc/<claim>/<path>, s3:// -> /mnt/s3/<bucket>/<key>, hf:// -> hub id
 
 
 def pod_path(uri: str) -> str:
-    """Where a URI is found inside a kubetune pod (raises kubetune.uris.UriError for s3://, unknown schemes and
-    URIs that would escape their claim)."""
+    """Where a URI is found inside a kubetune pod: s3:// in the staged mirror under /mnt/s3 (raises
+    kubetune.uris.UriError for unknown schemes and URIs that would escape their claim or bucket)."""
     return POD_URIS.resolve(contained(uri))
 
 

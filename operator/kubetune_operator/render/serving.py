@@ -23,7 +23,7 @@ from kubetune.config.mapping.vllm import VllmCommand, render_vllm_command
 from kubetune.config.serve_args import ServeConfig
 from kubetune_operator.kinds import SPEC_HASH, owner_label
 from kubetune_operator.meta import child_labels, child_metadata, stable_hash
-from kubetune_operator.render import pods
+from kubetune_operator.render import environment, pods
 from kubetune_operator.render.adapters import (
     adapters_sidecar,
     adapters_volumes,
@@ -172,14 +172,17 @@ def _container(isvc: InferenceService, inputs: ServingInputs, settings: RenderSe
                                  spec.resources.gpu_resource_name)
 
 
+def _read_uris(inputs: ServingInputs) -> list[str | None]:
+    return [inputs.model_uri, inputs.default_adapter, *(uri for _, uri in inputs.adapters)]
+
+
 def render_deployment(parent: dict[str, Any], isvc: InferenceService, inputs: ServingInputs,
                       settings: RenderSettings) -> dict[str, Any]:
     spec = isvc.spec
     name = parent["metadata"]["name"]
     hf = spec.engine.backend == Backend.HF
     volumes, mounts = pods.volumes_and_mounts(
-        config_map_name(name) if hf else None, CONFIG_KEY if hf else None,
-        pods.claims([inputs.model_uri, inputs.default_adapter, *(uri for _, uri in inputs.adapters)]),
+        config_map_name(name) if hf else None, CONFIG_KEY if hf else None, pods.claims(_read_uris(inputs)),
         spec.shm_size)
     containers = [_container(isvc, inputs, settings, mounts)]
     if runtime_adapters(isvc):
@@ -196,6 +199,8 @@ def render_deployment(parent: dict[str, Any], isvc: InferenceService, inputs: Se
         pod_spec["serviceAccountName"] = account
     if not spec.service_account_name:
         pod_spec["automountServiceAccountToken"] = False  # the server never talks to the API
+    environment.finish_pod(pod_spec, spec, main=CONTAINER, stage_image=spec.image if hf and spec.image else
+                           settings.runtime_image, read=_read_uris(inputs))
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

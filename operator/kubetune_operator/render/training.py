@@ -16,7 +16,7 @@ import yaml
 from kubetune.api.finetunejob import FineTuneJob, Launcher
 from kubetune_operator.kinds import owner_label
 from kubetune_operator.meta import child_labels, child_metadata
-from kubetune_operator.render import pods
+from kubetune_operator.render import environment, pods
 from kubetune_operator.settings import RenderSettings
 
 CONFIG_KEY = "config.yaml"
@@ -111,6 +111,8 @@ def pod_template(parent: dict[str, Any], job: FineTuneJob, inputs: TrainInputs, 
         "volumes": volumes,
         **pods.scheduling(spec),
     }
+    environment.finish_pod(pod_spec, spec, main=CONTAINER, stage_image=container["image"], read=inputs.read_uris,
+                           output=inputs.output_uri)
     return {"metadata": {"labels": child_labels(parent)}, "spec": pod_spec}
 
 

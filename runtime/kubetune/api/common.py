@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field
 
 from kubetune.api.base import CelRule, KubeModel
+from kubetune.api.environment import ENV_FIELD_DESCRIPTION, EnvFromSource, EnvVar, StorageSpec
 
 # A path segment that is not "." or ".." (empty segments allowed: trailing and double slashes are harmless).
 _NAME = r"([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)"
@@ -110,7 +111,8 @@ class Toleration(KubeModel):
 
 
 class Scheduling(KubeModel):
-    """Placement fields shared by all three kinds; they are copied onto every pod the object creates."""
+    """Pod fields shared by all three kinds (placement, environment, storage); copied onto every pod the object
+    creates."""
 
     node_selector: dict[str, Annotated[str, Field(max_length=256)]] | None = Field(
         None, description="Node labels the pods must match.", max_length=32
@@ -136,6 +138,14 @@ class Scheduling(KubeModel):
     service_account_name: str | None = Field(
         None, max_length=253, description="ServiceAccount of the pods; defaults to the operator's runtime account."
     )
+    env: list[EnvVar] | None = Field(
+        None, max_length=64, description=ENV_FIELD_DESCRIPTION,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    env_from: list[EnvFromSource] | None = Field(
+        None, max_length=16, description="Secrets and ConfigMaps whose keys become variables of the pods (same "
+        "namespace); explicit env and kubetune's own variables take precedence.")
+    storage: StorageSpec | None = Field(None, description="Object storage (s3://) settings and the model cache.")
 
 
 class Condition(KubeModel):

@@ -30,6 +30,7 @@ COMMANDS: dict[str, Command] = {
     "chat": Command("kubetune.chat.cli", "chat with a model in the terminal"),
     "eval": Command("kubetune.eval.cli", "score a model on a multiple-choice benchmark (MMLU-style)"),
     "run": Command("kubetune.local.cli", "run FineTuneJob/ModelExport/InferenceService files on this machine"),
+    "stage": Command("kubetune.storage.cli", "download s3:// inputs, run a command, upload its s3:// output"),
     "convert": Command("kubetune.config.convert", "print the FineTuneJob equivalent to a LLaMA-Factory YAML"),
     "validate": Command("kubetune.cli.validate", "validate kubetune resources and runtime configs"),
     "crds": Command("kubetune.cli.crds", "print the CustomResourceDefinitions"),
@@ -72,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     silence_known_deprecations()
     parser = argparse.ArgumentParser(prog=f"kubetune {name}", description=command.help)
     module.add_arguments(parser, name)
+    passed: list[str] | None = None
+    if getattr(module, "RUNS_A_COMMAND", False) and "--" in rest:  # `kubetune stage --out URI -- CMD ARGS...`
+        rest, passed = rest[:rest.index("--")], rest[rest.index("--") + 1:]
     args = parser.parse_intermixed_args(rest)  # `kubetune train cfg.yaml --no-progress k=v`
+    if passed is not None:
+        args.command = passed
     return int(module.run(args, name) or 0)
 
 

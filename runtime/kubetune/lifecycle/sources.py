@@ -59,7 +59,8 @@ class Artifact:
         """The recorded base model as a local path, resolved where the producer resolved it."""
         if not self.base_model_uri:
             return None
-        producer = UriResolver(pvc_root=resolver.pvc_root, base_dir=self.base_dir or resolver.base_dir)
+        producer = UriResolver(pvc_root=resolver.pvc_root, base_dir=self.base_dir or resolver.base_dir,
+                               s3_root=resolver.s3_root)
         return producer.resolve(self.base_model_uri)
 
 

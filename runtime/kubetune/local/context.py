@@ -37,6 +37,7 @@ class LocalContext:
         api_key: key for an InferenceService with spec.auth (locally there are no Secrets).
         console: show progress bars (else progress is printed as lines).
         say: prints a line for people.
+        s3_root: the local mirror of s3:// locations (default WORK_DIR/s3).
     """
 
     work: WorkDir
@@ -46,7 +47,13 @@ class LocalContext:
     api_key: str | None = None
     console: bool = True
     say: Callable[[str], None] = print
+    s3_root: Path | None = None
+
+    @property
+    def mirror_root(self) -> Path:
+        return (self.s3_root or self.work.root / "s3").resolve()
 
     def resolver(self, obj: LocalObject) -> UriResolver:
-        """Resolves obj's URIs: pvc:// under pvc_root, relative paths against obj's file."""
-        return UriResolver(pvc_root=self.pvc_root.resolve(), base_dir=obj.base_dir)
+        """Resolves obj's URIs: pvc:// under pvc_root, s3:// in the mirror, relative paths against obj's file."""
+        return UriResolver(pvc_root=self.pvc_root.resolve(), base_dir=obj.base_dir, s3_root=self.mirror_root)
+

@@ -30,10 +30,12 @@ from kubetune.lifecycle.modelexport import (
 )
 from kubetune.lifecycle.runs import RunState
 from kubetune.local.context import LocalContext, Outcome
+from kubetune.local.environment import spec_environment
 from kubetune.local.finetune import done_before, output_location
 from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, resolve_source
 from kubetune.local.status import Tracker
+from kubetune.local.storage import stage_inputs, stage_output
 from kubetune.local.workdir import Record
 from kubetune.uris import UriError, UriResolver, absolute_uri
 
@@ -111,6 +113,9 @@ def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     chosen = export_source(mexp.spec.source, found)
     if isinstance(chosen, Rejection):
         return _reject(tracker, chosen.reason, chosen.message)
+    problem = stage_inputs(mexp.spec, ctx.mirror_root, [chosen.model_uri, chosen.adapter_uri], ctx.say)
+    if problem:
+        return _fail(tracker, f"inputs: {problem}")
     document = export_document(obj, record, chosen)
     try:
         config = resolve_modelexport(ModelExport.model_validate(document), resolver)
@@ -119,10 +124,11 @@ def run_modelexport(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     merged = "merged " if chosen.adapter_uri else ""
     report(tracker, run=RunState(runs.RUNNING), note=f"exporting {merged}model into {output_uri}",
            resolved_source=resolved_source(mexp.spec.source, chosen))
-    return _export(config, obj, record, tracker, output_uri)
+    return _export(config, obj, record, tracker, output_uri, ctx)
 
 
-def _export(config: ExportConfig, obj: LocalObject, record: Record, tracker: Tracker, output_uri: str) -> Outcome:
+def _export(config: ExportConfig, obj: LocalObject, record: Record, tracker: Tracker, output_uri: str,
+            ctx: LocalContext) -> Outcome:
     from kubetune.export.merge import ExportError
     from kubetune.export.pipeline import run_export
     from kubetune.export.quantize import QuantizationUnavailable
@@ -130,8 +136,10 @@ def _export(config: ExportConfig, obj: LocalObject, record: Record, tracker: Tra
     # An interrupted export leaves only its hidden staging folder; a directory without a manifest is a leftover.
     config = config.model_copy(update={"overwrite": True})
     created_by = CreatedBy(kind="ModelExport", name=obj.name, namespace=obj.namespace, uid=record.uid)
+    assert isinstance(obj.resource, ModelExport)
     try:
-        run_export(config, created_by=created_by, strict_manifests=True)
+        with spec_environment(obj.resource.spec, ctx.say):
+            run_export(config, created_by=created_by, strict_manifests=True)
     except KeyboardInterrupt:
         report(tracker, run=RunState(runs.SUSPENDED), note="interrupted; run again to export from the start")
         return Outcome.INTERRUPTED
@@ -141,6 +149,9 @@ def _export(config: ExportConfig, obj: LocalObject, record: Record, tracker: Tra
         traceback.print_exc()
         return _fail(tracker, f"export failed: {exc}")
     manifest = read_manifest(config.export_dir)
+    problem = stage_output(obj.resource.spec, ctx.mirror_root, output_uri, ctx.say)
+    if problem:
+        return _fail(tracker, f"output: {problem}")
     output = {"uri": output_uri, "artifactType": manifest.artifact_type,
               "baseModel": manifest.base_model.model_dump(exclude_none=True)}
     if manifest.quantization:

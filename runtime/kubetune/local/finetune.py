@@ -26,10 +26,12 @@ from kubetune.lifecycle.outputs import output_uri as output_location_uri
 from kubetune.lifecycle.runs import RunState
 from kubetune.lifecycle.sources import references
 from kubetune.local.context import LocalContext, Outcome
+from kubetune.local.environment import spec_environment
 from kubetune.local.plan import LocalObject
 from kubetune.local.progress import LocalProgressSink
 from kubetune.local.sources import Artifact, Unresolved, resolve_reference
 from kubetune.local.status import Tracker
+from kubetune.local.storage import stage_inputs, stage_output
 from kubetune.local.workdir import Record
 from kubetune.status_reporter import latest_checkpoint
 from kubetune.uris import UriError, UriResolver, absolute_uri
@@ -139,6 +141,9 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
         cfg = _config(obj, record, ctx, output_dir, inputs)
     except (ConfigError, UriError) as exc:
         return _reject(tracker, config_rejection(exc))
+    problem = stage_inputs(job.spec, ctx.mirror_root, [a.uri for a in inputs.values()], ctx.say)
+    if problem:
+        return _fail(tracker, f"inputs: {problem}")
     try:
         check_data(cfg)  # seconds, where loading the stack and the model first took tens of seconds
     except DataFormatError as exc:
@@ -149,16 +154,18 @@ def run_finetunejob(obj: LocalObject, record: Record, tracker: Tracker, ctx: Loc
     attempts = int(record.status.get("restarts") or 0) + 1 if restarted else None
     report(tracker, run=RunState(runs.RUNNING, failures=attempts),
            note=f"training ({job.spec.stage} {job.spec.method}) into {output_uri}", fields={"evaluation": None})
-    return _train(cfg, tracker, ctx, output_dir, output_uri)
+    return _train(cfg, tracker, ctx, output_dir, output_uri, job)
 
 
-def _train(cfg: RuntimeConfig, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_uri: str) -> Outcome:
+def _train(cfg: RuntimeConfig, tracker: Tracker, ctx: LocalContext, output_dir: Path, output_uri: str,
+           job: FineTuneJob) -> Outcome:
     from kubetune.train.context import TrainContext, loss_summary
     from kubetune.train.stages import run_stage
 
     sink = LocalProgressSink(tracker, output_dir, output_uri, say=None if ctx.console else ctx.say)
     try:
-        result = run_stage(cfg, TrainContext(sinks=[sink], console=ctx.console, say=ctx.say))
+        with spec_environment(job.spec, ctx.say):
+            result = run_stage(cfg, TrainContext(sinks=[sink], console=ctx.console, say=ctx.say))
     except KeyboardInterrupt:
         checkpoint = latest_checkpoint(str(output_dir), output_uri)
         step = (tracker.status.get("progress") or {}).get("step", 0)
@@ -172,6 +179,9 @@ def _train(cfg: RuntimeConfig, tracker: Tracker, ctx: LocalContext, output_dir: 
         traceback.print_exc()
         return _fail(tracker, f"training failed: {exc}")
     manifest = read_manifest(output_dir)
+    problem = stage_output(job.spec, ctx.mirror_root, output_uri, ctx.say)
+    if problem:
+        return _fail(tracker, f"output: {problem}")
     output = {"uri": output_uri, "artifactType": manifest.artifact_type,
               "baseModel": manifest.base_model.model_dump(exclude_none=True)}
     loss = loss_summary(result)

@@ -36,6 +36,7 @@ from kubetune.local.context import LocalContext, Outcome
 from kubetune.local.plan import LocalObject
 from kubetune.local.sources import Artifact, Unresolved, resolve_source
 from kubetune.local.status import Tracker
+from kubetune.local.storage import stage_inputs
 from kubetune.local.workdir import Record
 from kubetune.uris import UriError, UriResolver
 
@@ -134,6 +135,11 @@ def run_inferenceservice(obj: LocalObject, record: Record, tracker: Tracker, ctx
     model = {"uri": artifacts[0].uri, **({"source": served.source} if served.source else {})}
     adapters = tuple({"name": n, "uri": a.uri} for n, a in zip(served.adapters, artifacts[1:], strict=True))
     served_report = partial(report, tracker, resolved_model=model, resolved_adapters=adapters)
+    problem = stage_inputs(isvc.spec, ctx.mirror_root, [a.uri for a in artifacts] +
+                           [a.base_model_uri for a in artifacts], ctx.say)
+    if problem:
+        _failed(served_report, f"inputs: {problem}")
+        return Outcome.FAILED
     if not port_free(config.host, config.port):
         _failed(served_report, f"port {config.port} on {config.host} is in use; pass --port")
         return Outcome.BLOCKED
