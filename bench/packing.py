@@ -112,7 +112,8 @@ def main() -> None:
               f"padding {100 * (computed - real) / computed:5.1f}% of computed positions")
     rate = {name: real / seconds for name, (seconds, real, _) in results.items()}
     print(f"neat_rows / padded: {rate['neat_rows'] / rate['padded']:.2f}x   "
-          f"neat_rows / neat_flat: {rate['neat_rows'] / rate['neat_flat']:.2f}x   load average {os.getloadavg()[0]:.1f}")
+          f"neat_rows / neat_flat: {rate['neat_rows'] / rate['neat_flat']:.2f}x   "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ from side_by_side_assets import MODELS, build_assets  # noqa: E402
 CACHE = Path(os.environ.get("KUBETUNE_CACHE", Path.home() / ".cache" / "kubetune"))
 PATHS = ("padded", "packing", "neat_packing", "dpo")
 STEPS = {"tiny": 20, "medium": 10}
-ENV = {"PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+ENV = {"PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+       "TOKENIZERS_PARALLELISM": "false",
        "DISABLE_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -202,7 +203,7 @@ def main() -> None:
     parser.add_argument("--kubetune-bin", default=str(Path(sys.executable).with_name("kubetune")),
                         help="the kubetune CLI to measure")
     parser.add_argument("--kubetune-source", type=Path, default=None,
-                        help="a runtime/ folder to measure instead (another revision: git archive REV runtime | tar -x)")
+                        help="a runtime/ folder to measure instead (git archive REV runtime | tar -x)")
     parser.add_argument("--assets", type=Path, default=CACHE / "side-by-side-assets")
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads per run (OMP/MKL); 1 is the steadiest on a shared machine")

@@ -55,7 +55,7 @@ def test_padded_batch_matches_too(tiny_llama):
 
 def _bins() -> list[dict[str, list[int]]]:
     rows = [{"input_ids": s, "labels": [-100, *s[1:]]} for s in
-            (SEQS + [[11, 22, 33, 44, 55, 66, 77, 88, 99], [400, 401, 402], [9, 8, 7, 6, 5, 4]])]
+            [*SEQS, [11, 22, 33, 44, 55, 66, 77, 88, 99], [400, 401, 402], [9, 8, 7, 6, 5, 4]]]
     bins = pack_bins(rows, capacity=12)
     assert len(bins) >= 3 and any(len(b["input_ids"]) < 12 for b in bins)  # rows of unequal length get padding
     return bins

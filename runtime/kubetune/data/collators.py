@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kubetune.data.tokenize import IGNORE_INDEX
+
 # transformers attention implementations that take packed rows as varlen sequences (cost linear in examples).
 VARLEN_ATTENTION = frozenset({"flash_attention_2", "flash_attention_3", "kernels-community/flash-attn",
                               "kernels-community/flash-attn3", "kernels-community/vllm-flash-attn3"})
-
-from kubetune.data.tokenize import IGNORE_INDEX
 
 
 @dataclass
@@ -106,7 +106,8 @@ class PackedRowsCollator:
                 "position_ids": torch.tensor(pos_out)}
 
 
-def neat_packing_collator(attn_implementation: str | None, pad_token_id: int) -> FlatteningCollator | PackedRowsCollator:
+def neat_packing_collator(attn_implementation: str | None,
+                          pad_token_id: int) -> FlatteningCollator | PackedRowsCollator:
     """The neat-packing layout for this attention implementation (see the module docstring)."""
     if attn_implementation in VARLEN_ATTENTION:
         return FlatteningCollator()

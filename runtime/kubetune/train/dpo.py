@@ -20,8 +20,8 @@ Reference model: ``ref_model`` when set; otherwise the policy with its LoRA adap
 frozen copy of the base for full/freeze training. orpo and simpo use none. The reference is frozen, so when a run
 trains on every pair at least once its log-probabilities are computed once, before the first step, in one no-grad
 pass over the data (TRL's ``precompute_ref_log_probs``), instead of one reference forward per pair per step; a
-shorter run keeps the per-step forward, which then costs less than a pass over all pairs. Logged per step: rewards/chosen,
-rewards/rejected, rewards/margins, rewards/accuracies (β-scaled implicit rewards), logps/*, and the loss.
+shorter run keeps the per-step forward, which then costs less than a pass over all pairs. Logged per step:
+rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies (β-scaled implicit rewards), logps/*, the loss.
 """
 
 from __future__ import annotations
