@@ -319,15 +319,15 @@ def test_reference_logps_computed_once_train_like_per_step(tiny_llama, data_dir,
 
     from kubetune.train import dpo
 
-    once = write_config(tmp_path / "once" / "cfg.yaml", tiny_llama, data_dir)  # 6 steps x 8 = all 48 pairs
+    once = write_config(tmp_path / "once" / "cfg.yaml", tiny_llama, data_dir, max_steps=12)  # every pair twice
     train(once)
     assert "reference log-probs of 48 pairs computed once" in capsys.readouterr().out
     monkeypatch.setattr(dpo, "reference_once", lambda args, pairs: False)
-    per_step = write_config(tmp_path / "per_step" / "cfg.yaml", tiny_llama, data_dir)
+    per_step = write_config(tmp_path / "per_step" / "cfg.yaml", tiny_llama, data_dir, max_steps=12)
     train(per_step)
     assert "computed once" not in capsys.readouterr().out
     a, b = step_records(tmp_path / "once" / "out"), step_records(tmp_path / "per_step" / "out")
-    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 7))
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 13))
     for ra, rb in zip(a, b, strict=True):
         for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen"):
             assert ra[key] == pytest.approx(rb[key], abs=2e-5), (ra["step"], key)
@@ -339,9 +339,9 @@ def test_reference_logps_computed_once_train_like_per_step(tiny_llama, data_dir,
         torch.testing.assert_close(tensor, wb[name], atol=2e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize(("max_steps", "epochs", "expected"), [(6, 1.0, True), (5, 1.0, False), (-1, 1.0, True),
-                                                               (-1, 0.5, False), (12, 1.0, True)])
-def test_reference_once_when_the_run_covers_every_pair(max_steps, epochs, expected):
+@pytest.mark.parametrize(("max_steps", "epochs", "expected"), [(6, 1.0, False), (12, 1.0, True), (11, 3.0, False),
+                                                               (-1, 2.0, True), (-1, 1.0, False)])
+def test_reference_once_when_the_run_covers_every_pair_twice(max_steps, epochs, expected):
     from types import SimpleNamespace
 
     from kubetune.train.dpo import reference_once

@@ -18,9 +18,10 @@ conservative cDPO mixture LLaMA-Factory uses, so the two differ. SimPO applies Î
 
 Reference model: ``ref_model`` when set; otherwise the policy with its LoRA adapter off (no second copy), or a
 frozen copy of the base for full/freeze training. orpo and simpo use none. The reference is frozen, so when a run
-trains on every pair at least once its log-probabilities are computed once, before the first step, in one no-grad
-pass over the data (TRL's ``precompute_ref_log_probs``), instead of one reference forward per pair per step; a
-shorter run keeps the per-step forward, which then costs less than a pass over all pairs. Logged per step:
+trains on every pair at least twice its log-probabilities are computed once, before the first step, in one no-grad
+pass over the data (TRL's ``precompute_ref_log_probs``), instead of one reference forward per pair per step. A
+shorter run keeps the per-step forward: the up-front pass has its own costs (hashing the model, caching the
+results with the dataset), and on a tiny model at one epoch it cost more than the forwards it replaced. Logged per step:
 rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies (Î²-scaled implicit rewards), logps/*, the loss.
 """
 
@@ -57,13 +58,16 @@ class KubetuneDPOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, DPOTrai
             self.reference_seconds += time.monotonic() - started
 
 
+PASSES_FOR_REFERENCE_ONCE = 2
+
+
 def reference_once(args: Any, pairs: int) -> bool:
-    """Whether to compute the reference log-probs once up front: the run trains on every pair at least once (a
-    full epoch or more), so one pass over the pairs replaces at least as many per-step reference forwards."""
+    """Whether to compute the reference log-probs once up front: the run trains on every pair at least
+    :data:`PASSES_FOR_REFERENCE_ONCE` times, so one pass replaces at least that many reference forwards per pair."""
     if args.max_steps <= 0:
-        return bool(args.num_train_epochs >= 1)
+        return bool(args.num_train_epochs >= PASSES_FOR_REFERENCE_ONCE)
     per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
-    return bool(args.max_steps * per_step >= pairs)
+    return bool(args.max_steps * per_step >= PASSES_FOR_REFERENCE_ONCE * pairs)
 
 
 def dpo_losses(pref: PreferenceConfig) -> dict[str, Any]:
