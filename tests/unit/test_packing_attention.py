@@ -101,3 +101,23 @@ def test_neat_packing_layout_follows_attention():
     assert isinstance(neat_packing_collator("flash_attention_2", 0), FlatteningCollator)
     assert isinstance(neat_packing_collator("sdpa", 0), PackedRowsCollator)
     assert isinstance(neat_packing_collator("eager", 0), PackedRowsCollator)
+
+
+def test_training_picks_the_layout_of_the_loaded_model():
+    from types import SimpleNamespace
+
+    from kubetune.data.collators import PackedRowsCollator
+    from kubetune.train.workflow import collator_for
+
+    bundle_collator = FlatteningCollator()
+    run = SimpleNamespace(bundle=SimpleNamespace(collator=bundle_collator),
+                          tokenizer=SimpleNamespace(pad_token_id=None, eos_token_id=5))
+
+    def model(attn):
+        return SimpleNamespace(config=SimpleNamespace(_attn_implementation=attn))
+
+    neat = SimpleNamespace(data=SimpleNamespace(neat_packing=True))
+    assert collator_for(neat, run, model("sdpa")) == PackedRowsCollator(pad_token_id=5)  # eos pads without a pad
+    assert isinstance(collator_for(neat, run, model("flash_attention_2")), FlatteningCollator)
+    plain = SimpleNamespace(data=SimpleNamespace(neat_packing=False))
+    assert collator_for(plain, run, model("sdpa")) is bundle_collator
