@@ -2,8 +2,18 @@
 
 Self-contained and offline: builds a random Llama-style model from a config (about 1.2B parameters by default,
 tokenizer from tests/assets), generates a variable-length SFT set, then runs `kubetune train` once per variant
-(full, LoRA, QLoRA, LoRA + Liger, padded vs neat packing, DeepSpeed ZeRO-2) for a fixed number of steps and reads
-step times from trainer_log.jsonl. Peak memory is the maximum `nvidia-smi` reading during the run.
+for a fixed number of steps and reads step times from trainer_log.jsonl. Peak memory is the maximum `nvidia-smi`
+reading during the run.
+
+Every variant trains in bf16 (weights and autocast), with the fused AdamW, neat packing (one padded row per bin
+under sdpa, one flattened varlen row under flash-attention when it is installed) and no gradient checkpointing: a
+1.2B model at 8 x 2048 tokens fits an H200 without it. The variants:
+
+    lora, qlora, full       the MFU figures (qlora: NF4 base, bf16 compute)
+    lora_liger, full_liger  the same with Liger's fused kernels (RMSNorm, SwiGLU, RoPE, fused linear cross-entropy)
+    lora_gc                 LoRA with gradient checkpointing on: what recomputation costs
+    lora_padded             LoRA on right-padded batches instead of packed ones
+    full_ds_z2, full_fsdp   full fine-tuning through DeepSpeed ZeRO-2 and through FSDP (one process each)
 
 MFU follows bench/README.md: model FLOPs per token 6·N + 6·L·s·d for full fine-tuning and 4·N + 6·L·s·d for
 (Q)LoRA (frozen weights need no weight-gradient GEMM), N = matmul parameters (lm_head included, input embedding
@@ -39,16 +49,35 @@ BIG = {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 16, 
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
         "intermediate_size": 128, "vocab_size": 2048}
 
+LORA = {"finetuning_type": "lora", "lora_rank": 16, "lora_target": "all"}
 VARIANTS: dict[str, dict] = {
+    "lora": {**LORA, "neat_packing": True},
+    "qlora": {**LORA, "quantization_bit": 4, "quantization_type": "nf4", "neat_packing": True},
     "full": {"finetuning_type": "full", "neat_packing": True},
-    "lora": {"finetuning_type": "lora", "lora_rank": 16, "lora_target": "all", "neat_packing": True},
-    "qlora": {"finetuning_type": "lora", "lora_rank": 16, "lora_target": "all", "quantization_bit": 4,
-              "quantization_type": "nf4", "neat_packing": True},
-    "lora_liger": {"finetuning_type": "lora", "lora_rank": 16, "lora_target": "all", "neat_packing": True,
-                   "enable_liger_kernel": True},
-    "lora_padded": {"finetuning_type": "lora", "lora_rank": 16, "lora_target": "all", "packing": False},
+    "lora_liger": {**LORA, "neat_packing": True, "enable_liger_kernel": True},
+    "full_liger": {"finetuning_type": "full", "neat_packing": True, "enable_liger_kernel": True},
+    "lora_gc": {**LORA, "neat_packing": True, "gradient_checkpointing": True},
+    "lora_padded": {**LORA, "packing": False},
     "full_ds_z2": {"finetuning_type": "full", "neat_packing": True, "deepspeed": "ds_z2"},
+    "full_fsdp": {"finetuning_type": "full", "neat_packing": True, "fsdp": "full_shard auto_wrap"},
 }
+
+
+def base_config(model: Path, data_dir: Path, *, tiny: bool, steps: int, batch: int, cutoff: int) -> dict:
+    """The keys every variant shares (a variant overrides some of them)."""
+    return {"model_name_or_path": str(model), "stage": "sft", "do_train": True, "dataset": "bench",
+            "dataset_dir": str(data_dir), "template": "qwen", "cutoff_len": 128 if tiny else cutoff,
+            "per_device_train_batch_size": 2 if tiny else batch, "gradient_accumulation_steps": 1,
+            "learning_rate": 1.0e-5, "max_steps": 6 if tiny else steps, "logging_steps": 1,
+            "save_steps": 100000, "report_to": "none", "bf16": not tiny, "gradient_checkpointing": False,
+            "optim": "adamw_torch" if tiny else "adamw_torch_fused", "overwrite_output_dir": True}
+
+
+def variant_config(name: str, base: dict, out_dir: Path) -> dict:
+    """The full config of one variant."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; expected one of {', '.join(VARIANTS)}")
+    return {**base, **VARIANTS[name], "output_dir": str(out_dir)}
 
 
 def build_model(out: Path, sizes: dict) -> Path:
@@ -123,7 +152,7 @@ def real_tokens_per_row(config_path: Path) -> float:
 def run_variant(name: str, base: dict, args: argparse.Namespace, workdir: Path, sizes: dict) -> dict:
     out_dir = workdir / f"out-{name}"
     shutil.rmtree(out_dir, ignore_errors=True)
-    cfg = {**base, **VARIANTS[name], "output_dir": str(out_dir)}
+    cfg = variant_config(name, base, out_dir)
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     tokens_row = real_tokens_per_row(path)
@@ -145,7 +174,7 @@ def run_variant(name: str, base: dict, args: argparse.Namespace, workdir: Path, 
     step_s = (last["elapsed"] - first["elapsed"]) / max(last["step"] - first["step"], 1)
     rows_per_step = base["per_device_train_batch_size"] * base["gradient_accumulation_steps"]
     tok_s = tokens_row * rows_per_step / step_s
-    full = VARIANTS[name]["finetuning_type"] == "full"
+    full = cfg["finetuning_type"] == "full"
     flops = flops_per_token(sizes, base["cutoff_len"], full)
     result.update({"step_s": round(step_s, 4), "real_tok_s": round(tok_s), "tokens_per_row": round(tokens_row, 1),
                    "loss_first": timed[0]["loss"], "loss_last": last["loss"],
@@ -164,23 +193,27 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=4, help="logged steps left out of the timing")
     parser.add_argument("--cutoff", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--render", action="store_true", help="write and print the variant configs, run nothing")
     args = parser.parse_args()
     sizes = TINY if args.tiny else BIG
     workdir = args.out / "train-bench"
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        base = base_config(workdir / "model", workdir / "data", tiny=args.tiny, steps=args.steps, batch=args.batch,
+                           cutoff=args.cutoff)
+        for name in args.only.split(","):
+            cfg = variant_config(name, base, workdir / f"out-{name}")
+            (workdir / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+            print(f"--- {name}\n{yaml.safe_dump(cfg)}", end="")
+        return 0
     model = build_model(workdir / "model", sizes)
     data_dir = workdir / "data"
     data_dir.mkdir(exist_ok=True)
     write_dataset(data_dir / "sft.jsonl", rows=4000 if not args.tiny else 200,
                   max_words=args.cutoff // 2 if not args.tiny else 120)
     (data_dir / "dataset_info.json").write_text(json.dumps({"bench": {"file_name": "sft.jsonl"}}))
-    cutoff = args.cutoff if not args.tiny else 128
-    base = {"model_name_or_path": str(model), "stage": "sft", "do_train": True, "dataset": "bench",
-            "dataset_dir": str(data_dir), "template": "qwen", "cutoff_len": cutoff,
-            "per_device_train_batch_size": args.batch if not args.tiny else 2, "gradient_accumulation_steps": 1,
-            "learning_rate": 1.0e-5, "max_steps": args.steps if not args.tiny else 6, "logging_steps": 1,
-            "save_steps": 100000, "report_to": "none", "bf16": not args.tiny, "gradient_checkpointing": True,
-            "overwrite_output_dir": True}
+    base = base_config(model, data_dir, tiny=args.tiny, steps=args.steps, batch=args.batch, cutoff=args.cutoff)
+    cutoff = base["cutoff_len"]
     results = []
     for name in args.only.split(","):
         result = run_variant(name, base, args, workdir, sizes)

@@ -3,23 +3,27 @@
     python bench/packing.py [--steps 8] [--batch 8] [--cutoff 512] [--device cpu]
 
 Same model, same synthetic rows (lengths log-uniform between 16 and cutoff, prompt tokens masked):
-- padded: rows batched as they come, right-padded to the longest in the batch (PaddingCollator);
-- neat:   rows packed best-fit into cutoff-sized bins, each batch flattened into one row without padding
-          (FlatteningCollator; position_ids restart per example).
-Prints tokens/s counting real (non-padding) tokens, and the share of computed positions that were padding.
+- padded:       rows batched as they come, right-padded to the longest in the batch (PaddingCollator);
+- neat_flat:    rows packed best-fit into cutoff-sized bins, each batch flattened into one row without padding
+                (FlatteningCollator; position_ids restart per example): the layout for flash-attention varlen;
+- neat_rows:    the same bins, one right-padded row per bin (PackedRowsCollator): the layout kubetune uses under
+                sdpa/eager, whose attention and mask cost grow with the square of a row.
+The layouts take turns step by step (one warm-up step each), so a busy machine slows them alike. Prints tokens/s
+counting real (non-padding) tokens, and the share of computed positions that were padding.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import tempfile
 import time
 
 import torch
 
-from kubetune.data.collators import FlatteningCollator, PaddingCollator
+from kubetune.data.collators import FlatteningCollator, PackedRowsCollator, PaddingCollator
 from kubetune.data.packing import pack_bins
 from kubetune.model.tiny import build_tiny_model
 
@@ -35,28 +39,23 @@ def synthetic_rows(n: int, cutoff: int, vocab: int, seed: int = 0) -> list[dict[
     return rows
 
 
-def run(model, batches, device: str) -> tuple[float, int, int]:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
-    real = computed = 0
-    # One warm-up step outside the timing.
-    for i, batch in enumerate(batches):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        if i == 1:
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        loss = model(**batch, use_cache=False).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        if i >= 1:
-            mask = batch.get("attention_mask")
-            real += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-            computed += batch["input_ids"].numel()
+def step(model, opt, batch, device: str) -> float:
+    batch = {k: v.to(device) for k, v in batch.items()}
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return time.perf_counter() - start, real, computed
+    start = time.perf_counter()
+    loss = model(**batch, use_cache=False).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def real_and_computed(batch) -> tuple[int, int]:
+    """(real, computed) positions of a padded batch (its attention mask counts the real ones)."""
+    return int(batch["attention_mask"].sum()), batch["input_ids"].numel()
 
 
 def main() -> None:
@@ -81,20 +80,40 @@ def main() -> None:
         pad = PaddingCollator(pad_token_id=0)
         padded = [pad(rows[i:i + args.batch]) for i in range(0, args.batch * (args.steps + 1), args.batch)]
         bins = pack_bins(rows, args.cutoff)
-        flat = FlatteningCollator()
-        neat = [flat(bins[i:i + args.batch]) for i in range(0, args.batch * (args.steps + 1), args.batch)]
-        neat = [b for b in neat if b["input_ids"].numel()][: args.steps + 1]
-        results = {}
-        for name, batches in (("padded", padded), ("neat_packing", neat)):
-            model.load_state_dict(state)
-            results[name] = run(model, batches, args.device)
+        groups = [g for g in (bins[i:i + args.batch] for i in range(0, len(bins), args.batch))][: args.steps + 1]
+        layouts = {"padded": padded, "neat_flat": [FlatteningCollator()(g) for g in groups],
+                   "neat_rows": [PackedRowsCollator(pad_token_id=0)(g) for g in groups]}
+        # Real tokens of a packed batch: the bins' own lengths (the padding of neat_rows left out).
+        bin_tokens = [sum(len(b["input_ids"]) for b in g) for g in groups]
+        models, opts = {}, {}
+        for name in layouts:
+            models[name] = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa").to(args.device)
+            models[name].load_state_dict(state)
+            models[name].train()
+            opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-4)
+        results = {name: [0.0, 0, 0] for name in layouts}
+        steps = min(len(b) for b in layouts.values())
+        for i in range(steps):
+            for name, batches in layouts.items():
+                seconds = step(models[name], opts[name], batches[i], args.device)
+                if i == 0:
+                    continue  # warm-up
+                if name == "padded":
+                    real, computed = real_and_computed(batches[i])
+                else:
+                    real, computed = bin_tokens[i], batches[i]["input_ids"].numel()
+                results[name][0] += seconds
+                results[name][1] += real
+                results[name][2] += computed
     print(f"tiny llama hidden={args.hidden} layers={args.layers}, batch={args.batch}, cutoff={args.cutoff}, "
           f"steps={args.steps} (after 1 warm-up), device={args.device}, threads={torch.get_num_threads()}")
     for name, (seconds, real, computed) in results.items():
         print(f"{name:>13}: {real / seconds:10.0f} real tokens/s   {real:7d} real tokens in {seconds:6.2f}s   "
               f"padding {100 * (computed - real) / computed:5.1f}% of computed positions")
-    speedup = (results["neat_packing"][1] / results["neat_packing"][0]) / (results["padded"][1] / results["padded"][0])
-    print(f"neat_packing / padded throughput: {speedup:.2f}x")
+    rate = {name: real / seconds for name, (seconds, real, _) in results.items()}
+    print(f"neat_rows / padded: {rate['neat_rows'] / rate['padded']:.2f}x   "
+          f"neat_rows / neat_flat: {rate['neat_rows'] / rate['neat_flat']:.2f}x   "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -312,6 +312,45 @@ def test_ppo_with_a_kubetune_reward_model(tiny_llama, data_dir, reward_model, tm
     check_artifact(tmp_path / "out", expect_type="lora-adapter")
 
 
+def test_reference_logps_computed_once_train_like_per_step(tiny_llama, data_dir, tmp_path, monkeypatch, capsys):
+    """A run that covers every pair computes the reference log-probs once, up front; the losses, rewards and the
+    trained adapter are those of a run computing them with a reference forward at every step."""
+    from safetensors.torch import load_file
+
+    from kubetune.train import dpo
+
+    once = write_config(tmp_path / "once" / "cfg.yaml", tiny_llama, data_dir, max_steps=12)  # every pair twice
+    train(once)
+    assert "reference log-probs of 48 pairs computed once" in capsys.readouterr().out
+    monkeypatch.setattr(dpo, "reference_once", lambda args, pairs: False)
+    per_step = write_config(tmp_path / "per_step" / "cfg.yaml", tiny_llama, data_dir, max_steps=12)
+    train(per_step)
+    assert "computed once" not in capsys.readouterr().out
+    a, b = step_records(tmp_path / "once" / "out"), step_records(tmp_path / "per_step" / "out")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 13))
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen"):
+            assert ra[key] == pytest.approx(rb[key], abs=2e-5), (ra["step"], key)
+    assert a[-1]["rewards/margins"] != pytest.approx(a[0]["rewards/margins"], abs=1e-4)  # it did learn
+    wa = load_file(tmp_path / "once" / "out" / "adapter_model.safetensors")
+    wb = load_file(tmp_path / "per_step" / "out" / "adapter_model.safetensors")
+    assert wa.keys() == wb.keys()
+    for name, tensor in wa.items():
+        torch.testing.assert_close(tensor, wb[name], atol=2e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize(("max_steps", "epochs", "expected"), [(6, 1.0, False), (12, 1.0, True), (11, 3.0, False),
+                                                               (-1, 2.0, True), (-1, 1.0, False)])
+def test_reference_once_when_the_run_covers_every_pair_twice(max_steps, epochs, expected):
+    from types import SimpleNamespace
+
+    from kubetune.train.dpo import reference_once
+
+    args = SimpleNamespace(max_steps=max_steps, num_train_epochs=epochs, per_device_train_batch_size=4,
+                           gradient_accumulation_steps=2, world_size=1)
+    assert reference_once(args, pairs=48) is expected
+
+
 def test_llamafactory_dpo_example_runs_unchanged(tiny_llama, tmp_path, monkeypatch, capsys):
     """examples/llamafactory/dpo_lora.yaml (stage dpo, pref_beta, pref_loss, a ranking dataset) trains as
     written; only the model, the output directory and the step count are overridden."""

@@ -17,12 +17,17 @@ TRL's robust DPO, [(1-ε)·L(Δ) - ε·L(-Δ)]/(1-2ε) (Chowdhury et al., 2024);
 conservative cDPO mixture LLaMA-Factory uses, so the two differ. SimPO applies ε as cDPO does.
 
 Reference model: ``ref_model`` when set; otherwise the policy with its LoRA adapter off (no second copy), or a
-frozen copy of the base for full/freeze training. orpo and simpo use none. Logged per step: rewards/chosen,
-rewards/rejected, rewards/margins, rewards/accuracies (β-scaled implicit rewards), logps/*, and the loss.
+frozen copy of the base for full/freeze training. orpo and simpo use none. The reference is frozen, so when a run
+trains on every pair at least twice its log-probabilities are computed once, before the first step, in one no-grad
+pass over the data (TRL's ``precompute_ref_log_probs``), instead of one reference forward per pair per step. A
+shorter run keeps the per-step forward: the up-front pass has its own costs (hashing the model, caching the
+results with the dataset), and on a tiny model at one epoch it cost more than the forwards it replaced. Logged per step:
+rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies (β-scaled implicit rewards), logps/*, the loss.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from trl import DPOConfig, DPOTrainer
@@ -40,8 +45,29 @@ if TYPE_CHECKING:
 class KubetuneDPOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, DPOTrainer):
     """DPOTrainer over rows kubetune already encoded (``prompt_ids``/``chosen_ids``/``rejected_ids``)."""
 
+    reference_seconds = 0.0  # time spent computing the reference log-probs once (0 when computed per step)
+
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         return dataset
+
+    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+        started = time.monotonic()
+        try:
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        finally:
+            self.reference_seconds += time.monotonic() - started
+
+
+PASSES_FOR_REFERENCE_ONCE = 2
+
+
+def reference_once(args: Any, pairs: int) -> bool:
+    """Whether to compute the reference log-probs once up front: the run trains on every pair at least
+    :data:`PASSES_FOR_REFERENCE_ONCE` times, so one pass replaces at least that many reference forwards per pair."""
+    if args.max_steps <= 0:
+        return bool(args.num_train_epochs >= PASSES_FOR_REFERENCE_ONCE)
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+    return bool(args.max_steps * per_step >= PASSES_FOR_REFERENCE_ONCE * pairs)
 
 
 def dpo_losses(pref: PreferenceConfig) -> dict[str, Any]:
@@ -67,6 +93,9 @@ def run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     train = encode_dataset(run_.bundle.train, encode_pair, cfg, run_.tokenizer, **kwargs)
     evals = encode_dataset(run_.bundle.eval, encode_pair, cfg, run_.tokenizer, **kwargs)
     model = load_trainable(cfg, run_)
+    run_.args.precompute_ref_log_probs = reference_once(run_.args, len(train))
     trainer = KubetuneDPOTrainer(model=model, ref_model=load_reference(cfg, run_), args=run_.args,
                                  train_dataset=train, eval_dataset=evals, processing_class=run_.tokenizer)
+    if run_.args.precompute_ref_log_probs and trainer.is_world_process_zero():
+        ctx.say(f"reference log-probs of {len(train):,} pairs computed once in {trainer.reference_seconds:.1f}s")
     return train_and_save(trainer, cfg, ctx, run_, len(train))

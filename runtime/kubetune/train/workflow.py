@@ -195,13 +195,25 @@ def evaluate_trained(cfg: RuntimeConfig, ctx: TrainContext, model: Any, run: Pre
     return ev.manifest_metrics(scores, base)
 
 
+def collator_for(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> Any:
+    """The data layer's collator, except that neat packing takes the layout of the loaded model's attention
+    (one flattened row for varlen flash-attention, one padded row per bin for sdpa/eager)."""
+    if not cfg.data.neat_packing:
+        return run.bundle.collator
+    from kubetune.data.collators import neat_packing_collator
+
+    tokenizer = run.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return neat_packing_collator(getattr(model.config, "_attn_implementation", None), pad)
+
+
 def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     """Train ``cfg.stage`` (pt or sft) on a causal LM and write the artifact. Returns what was produced."""
     run = prepare_run(cfg)
     model = load_trainable(cfg, run)
     trainer = KubetuneTrainer(
         model=model, args=run.args, train_dataset=run.bundle.train, eval_dataset=run.bundle.eval,
-        data_collator=run.bundle.collator, processing_class=run.tokenizer,
+        data_collator=collator_for(cfg, run, model), processing_class=run.tokenizer,
         loraplus=cfg.method if cfg.method.loraplus_lr_ratio else None,
     )
     return train_and_save(trainer, cfg, ctx, run, len(run.bundle.train))
