@@ -74,7 +74,9 @@ class Template:
         if tools:
             if self.tool_format is None:
                 raise TemplateError(f"template {self.name} has no tool format; tools cannot be used")
-            text += TOOL_FORMATS[self.tool_format].format_tools(tools)
+            described = TOOL_FORMATS[self.tool_format].format_tools(tools)
+            # without a system prompt the tool description opens the system turn (no leading blank lines)
+            text = text + described if text else described.lstrip("\n")
         return text
 
     def _query(self, index: int, msg: Message, system: str, last: bool) -> str:
