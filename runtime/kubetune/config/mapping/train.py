@@ -29,6 +29,7 @@ from kubetune.api.finetunejob import (
     TrainingSpec,
 )
 from kubetune.config.files import ConfigError
+from kubetune.config.grpo_args import DEFAULT_FORMAT
 from kubetune.config.loader import config_from_flat, dump_config
 from kubetune.config.runtime import RuntimeConfig
 from kubetune.uris import local_uri, path_to_uri, uri_to_path
@@ -291,6 +292,8 @@ def _inverse_spec(cfg: RuntimeConfig, flat: dict[str, Any], output_uri: str | No
                        "reward_model": {"url": rm} if rm.startswith("http") else {"uri": path_to_uri(rm)}}
     if stage == "grpo":
         spec["grpo"] = {**_invert(flat, GRPO_KEYS, GrpoSpec), "rewards": list(cfg.grpo.reward_funcs)}
+        if "format" not in cfg.grpo.reward_funcs or cfg.grpo.reward_format_pattern == DEFAULT_FORMAT:
+            spec["grpo"].pop("format_pattern")  # unused or the default (anything else travels in extraArgs)
     training = _invert(flat, TRAINING_KEYS, TrainingSpec)
     if cfg.training.max_steps <= 0:
         training.pop("max_steps")
