@@ -41,7 +41,7 @@ def format_reward(pattern: str) -> RewardFunc:
     """A reward that is 1.0 when the whole (trimmed) completion matches ``pattern``, else 0.0."""
     compiled = re.compile(pattern, re.DOTALL)
 
-    def format(prompts: Sequence[str], completions: Sequence[str], **_: Any) -> list[float | None]:  # noqa: A001
+    def format(prompts: Sequence[str], completions: Sequence[str], **_: Any) -> list[float | None]:
         return [float(compiled.fullmatch(c.strip()) is not None) for c in completions]
 
     return format

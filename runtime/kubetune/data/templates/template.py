@@ -2,10 +2,11 @@
 
 Slots hold ``{content}`` (and ``{system}`` for families that fuse the system prompt into a user turn: the first,
 or the last with ``system_last``), ``{eos}`` for the tokenizer's EOS text. ``system_always`` renders the system
-slot even without a system prompt (families whose header carries fixed text, such as Llama 3.1's dates). The user slot ends with the assistant header, so a prompt for generation
-is the history plus the last user slot. Encoding tokenizes the whole rendered conversation in one call and splits
-the ids at the turn boundaries by character offsets, so the ids are exactly those of tokenizing the rendered text
-(what ``tokenizer.apply_chat_template`` does) and BPE merges across turn boundaries cannot make them differ.
+slot even without a system prompt (families whose header carries fixed text, such as Llama 3.1's dates). The user
+slot ends with the assistant header, so a prompt for generation is the history plus the last user slot. Encoding
+tokenizes the whole rendered conversation in one call and splits the ids at the turn boundaries by character
+offsets, so the ids are exactly those of tokenizing the rendered text (what ``tokenizer.apply_chat_template``
+does) and BPE merges across turn boundaries cannot make them differ.
 """
 
 from __future__ import annotations
