@@ -123,7 +123,7 @@ def test_builders_are_valid(builder):
     assert _errors(builder()) == []
 
 
-@pytest.mark.parametrize("stage", ["pt", "sft", "rm", "ppo", "dpo", "kto"])
+@pytest.mark.parametrize("stage", ["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"])
 @pytest.mark.parametrize("method", ["full", "freeze", "lora", "qlora"])
 def test_every_stage_and_method_combination_is_accepted(stage, method):
     assert _errors(make_finetunejob(stage=stage, method=method)) == []
