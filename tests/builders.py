@@ -37,6 +37,8 @@ def make_finetunejob(name: str = "ftj", stage: str = "sft", method: str = "lora"
         body["spec"]["quantization"] = {"bits": 4}
     if stage == "ppo":
         body["spec"]["ppo"] = {"rewardModel": {"uri": "hf://org/reward"}}
+    if stage == "grpo":
+        body["spec"]["grpo"] = {"rewards": ["exact_match"]}
     if stage == "kto":
         body["spec"]["datasets"][0]["columns"] = {"ktoTag": "label"}
         body["spec"]["training"] = {"perDeviceBatchSize": 2}  # KTO estimates its KL term within a batch

@@ -21,7 +21,7 @@ APISERVER_WORDING = {
     "bad-uri-scheme": f"should match '{URI_PATTERN}'",
     "pvc-uri-climbs-out": f"should match '{URI_PATTERN}'",
     "pvc-claim-dotdot": f"should match '{URI_PATTERN}'",
-    "unknown-stage": 'supported values: "pt", "sft", "rm", "ppo", "dpo", "kto"',
+    "unknown-stage": 'supported values: "pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"',
     "quant-bits": 'supported values: "4", "8"',
     "missing-output": "Required value",
     "misspelt-field": "strict decoding error: unknown field",  # the did-you-mean hint is kubetune's own
@@ -53,7 +53,7 @@ def test_apiserver_rejects_invalid_cr_naming_the_field(cluster, case, obj, path,
 
 def test_apiserver_accepts_what_pydantic_accepts(cluster):
     """Every stage x method combination and each builder default: the CEL rules reject no valid object."""
-    stages, methods = ["pt", "sft", "rm", "ppo", "dpo", "kto"], ["full", "freeze", "lora", "qlora"]
+    stages, methods = ["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"], ["full", "freeze", "lora", "qlora"]
     objs = [make_finetunejob(stage=s, method=m) for s, m in itertools.product(stages, methods)]
     objs += [make_modelexport(), make_inferenceservice()]
     docs = [_named(o, f"valid-{i}", "default") for i, o in enumerate(objs)]

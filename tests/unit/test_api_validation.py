@@ -55,7 +55,16 @@ INVALID = [
     ("engine-trust-remote-code", make_inferenceservice(engine={"backend": "hf", "extraArgs": ["--trust-remote-code"]}),
      "spec.engine.extraArgs", "extraArgs may not set"),
     ("lora-rank-zero", make_finetunejob(lora={"rank": 0}), "spec.lora.rank", "greater than or equal to 1"),
-    ("unknown-stage", make_finetunejob(stage="grpo"), "spec.stage", "'pt', 'sft', 'rm', 'ppo', 'dpo' or 'kto'"),
+    ("unknown-stage", make_finetunejob(stage="orpo"), "spec.stage", "'pt', 'sft', 'rm', 'ppo', 'dpo', 'kto' or 'grpo'"),
+    ("grpo-without-rewards", make_finetunejob(stage="grpo", grpo=None), "spec.grpo", "stage grpo needs grpo.rewards"),
+    ("grpo-on-sft", make_finetunejob(stage="sft", grpo={"rewards": ["format"]}), "spec.grpo",
+     "grpo is only used with stage grpo"),
+    ("grpo-unknown-reward", make_finetunejob(stage="grpo", grpo={"rewards": ["exact_match", "rm -rf"]}),
+     "spec.grpo.rewards", "each reward is exact_match, format, an http(s) URL or a Python import path"),
+    ("grpo-weights-mismatch", make_finetunejob(stage="grpo", grpo={"rewardWeights": [1.0, 2.0]}),
+     "spec.grpo.rewardWeights", "one weight per reward"),
+    ("grpo-group-does-not-divide", make_finetunejob(stage="grpo", grpo={"numGenerations": 3}),
+     "spec.training", "a multiple of grpo.numGenerations"),
     ("misspelt-field", make_finetunejob(training={"learning_rate": 1e-4}),
      "spec.training.learning_rate", "unknown field (did you mean learningRate?)"),
     ("misspelt-nested-list-field", make_finetunejob(datasets=[{"uri": "file:///d.json", "colums": {}}]),
@@ -114,7 +123,7 @@ def test_builders_are_valid(builder):
     assert _errors(builder()) == []
 
 
-@pytest.mark.parametrize("stage", ["pt", "sft", "rm", "ppo", "dpo", "kto"])
+@pytest.mark.parametrize("stage", ["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"])
 @pytest.mark.parametrize("method", ["full", "freeze", "lora", "qlora"])
 def test_every_stage_and_method_combination_is_accepted(stage, method):
     assert _errors(make_finetunejob(stage=stage, method=method)) == []

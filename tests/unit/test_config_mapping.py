@@ -88,6 +88,11 @@ CONFIGS = {
     "ppo-lora-http": {**BASE, "stage": "ppo", "reward_model": "http://scorer:8000/score", "reward_model_type": "api",
                       "ppo_buffer_size": 2, "ppo_epochs": 2, "ppo_target": 6.0, "ppo_whiten_rewards": True,
                       "ppo_score_norm": True, "max_new_tokens": 32},
+    "grpo-rewards": {**BASE, "stage": "grpo", "reward_funcs": "exact_match,format,http://scorer:8000/score",
+                     "reward_weights": "1.0,0.5,2.0", "reward_format_pattern": r"<answer>\d+</answer>",
+                     "num_generations": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
+                     "beta": 0.04, "loss_type": "dr_grpo", "scale_rewards": "batch", "max_new_tokens": 64},
+    "grpo-flat-defaults": {**BASE, "stage": "grpo", "reward_funcs": "my_rewards.score:accuracy"},
     "dpo-orpo-ftx": {**BASE, "stage": "dpo", "pref_loss": "orpo", "pref_beta": 0.2, "pref_ftx": 0.5},
     "dpo-sigmoid-ref": {**BASE, "stage": "dpo", "finetuning_type": "full", "ref_model": "/models/ref",
                         "dpo_label_smoothing": 0.1},
@@ -116,7 +121,7 @@ def test_config_to_finetunejob_and_back(flat):
     assert {k: v for k, v in dump_config(again).items() if k not in run_keys} == expected
 
 
-@pytest.mark.parametrize("stage", ["pt", "sft", "rm", "ppo", "dpo", "kto"])
+@pytest.mark.parametrize("stage", ["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"])
 @pytest.mark.parametrize("method", ["full", "freeze", "lora", "qlora"])
 def test_finetunejob_to_config_and_back(stage, method):
     body = make_finetunejob(stage=stage, method=method, training={"epochs": 1, "cutoffLen": 256, "seed": 7})

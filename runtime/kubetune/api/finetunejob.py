@@ -1,9 +1,9 @@
-"""FineTuneJob: one training run (pt, sft, rm, ppo, dpo or kto) of a base model on one or more datasets."""
+"""FineTuneJob: one training run (pt, sft, rm, ppo, dpo, kto or grpo) of a base model on one or more datasets."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -30,6 +30,7 @@ class Stage(StrEnum):
     PPO = "ppo"
     DPO = "dpo"
     KTO = "kto"
+    GRPO = "grpo"
 
 
 class Method(StrEnum):
@@ -275,6 +276,62 @@ class PpoSpec(KubeModel):
     )
 
 
+class GrpoLoss(StrEnum):
+    GRPO = "grpo"
+    DR_GRPO = "dr_grpo"
+    DAPO = "dapo"
+    BNPO = "bnpo"
+
+
+class RewardScaling(StrEnum):
+    GROUP = "group"
+    BATCH = "batch"
+    NONE = "none"
+
+
+class GrpoSpec(KubeModel):
+    """GRPO settings (stage grpo, required there): the rewards, the group size and the loss."""
+
+    rewards: list[Annotated[str, Field(min_length=1, max_length=2048)]] = Field(
+        min_length=1,
+        max_length=16,
+        description="Reward functions: exact_match (the answer equals the dataset's response), format (the "
+        "completion matches formatPattern), an http(s) scorer URL (POST {messages} returns {reward}), or a Python "
+        "import path (module:function) available in the training image.",
+    )
+    reward_weights: list[float] | None = Field(
+        None, max_length=16, description="Weight per reward, in order; default 1 each."
+    )
+    format_pattern: str | None = Field(
+        None, max_length=1024, description="Regular expression of the format reward (default <think>...</think> "
+        "<answer>...</answer>)."
+    )
+    reward_timeout_seconds: float = Field(60.0, gt=0.0, le=3600.0, description="Time an HTTP scorer may take.")
+    num_generations: int = Field(8, ge=2, le=1024, description="Completions sampled per prompt (the group).")
+    max_new_tokens: int = Field(256, ge=1, le=65536, description="Length limit of sampled completions.")
+    temperature: float = Field(1.0, gt=0.0, le=10.0, description="Sampling temperature of the completions.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass of the completions.")
+    beta: float = Field(0.0, ge=0.0, le=100.0, description="KL penalty to the reference policy; 0 loads none.")
+    epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="Clipping range of the importance ratio.")
+    num_iterations: int = Field(1, ge=1, le=64, description="Optimisation passes over each generated batch.")
+    loss_type: GrpoLoss = Field(GrpoLoss.DAPO, description="Token averaging: grpo, dr_grpo, dapo or bnpo.")
+    scale_rewards: RewardScaling = Field(
+        RewardScaling.GROUP, description="Divide advantages by the reward std of the group, the batch, or not at all."
+    )
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule("self.rewards.all(r, r in ['exact_match', 'format'] || r.startsWith('http://') || "
+                "r.startsWith('https://') || r.matches('^[A-Za-z_][A-Za-z0-9_]*([.][A-Za-z_][A-Za-z0-9_]*)*"
+                "[.:][A-Za-z_][A-Za-z0-9_]*$'))",
+                "each reward is exact_match, format, an http(s) URL or a Python import path (module:function)",
+                ".rewards"),
+        CelRule("!has(self.rewardWeights) || size(self.rewardWeights) == size(self.rewards)",
+                "rewardWeights needs one weight per reward", ".rewardWeights"),
+        CelRule("!has(self.formatPattern) || self.rewards.exists(r, r == 'format')",
+                "formatPattern is only used by the format reward", ".formatPattern"),
+    )
+
+
 class TrainingSpec(KubeModel):
     """Optimisation and data-processing hyper-parameters."""
 
@@ -362,7 +419,7 @@ class FineTuneJobSpec(Scheduling):
     eval_datasets: list[DatasetSpec] | None = Field(
         None, max_length=16, description="Separate evaluation data (instead of valSize)."
     )
-    stage: Stage = Field(Stage.SFT, description="pt, sft, rm, ppo, dpo or kto.")
+    stage: Stage = Field(Stage.SFT, description="pt, sft, rm, ppo, dpo, kto or grpo.")
     method: Method = Field(Method.LORA, description="full, freeze, lora or qlora.")
     lora: LoraSpec | None = Field(None, description="LoRA settings; defaults apply when omitted.")
     freeze: FreezeSpec | None = Field(None, description="Freeze settings; defaults apply when omitted.")
@@ -370,6 +427,7 @@ class FineTuneJobSpec(Scheduling):
     preference: PreferenceSpec | None = Field(None, description="DPO-family settings (stage dpo).")
     kto: KtoSpec | None = Field(None, description="KTO settings (stage kto).")
     ppo: PpoSpec | None = Field(None, description="PPO settings (stage ppo, required there).")
+    grpo: GrpoSpec | None = Field(None, description="GRPO settings (stage grpo, required there).")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Hyper-parameters.")
     extra_args: dict[str, Any] | None = Field(
         None,
@@ -409,6 +467,13 @@ class FineTuneJobSpec(Scheduling):
                 ".ppo"),
         CelRule("self.stage != 'ppo' || (self.resources.nodes == 1 && self.resources.gpusPerNode <= 1)",
                 "stage ppo runs in one process: resources.nodes 1 and gpusPerNode at most 1", ".resources"),
+        CelRule("!has(self.grpo) || self.stage == 'grpo'", "grpo is only used with stage grpo", ".grpo"),
+        CelRule("self.stage != 'grpo' || has(self.grpo)",
+                "stage grpo needs grpo.rewards (exact_match, format, an http(s) URL or module:function)", ".grpo"),
+        CelRule("self.stage != 'grpo' || !has(self.grpo) || (self.training.perDeviceBatchSize * "
+                "self.training.gradientAccumulationSteps) % self.grpo.numGenerations == 0",
+                "stage grpo needs training.perDeviceBatchSize x gradientAccumulationSteps to be a multiple of "
+                "grpo.numGenerations (each prompt's completions form one group)", ".training"),
         CelRule("!(self.stage in ['rm', 'dpo']) || self.datasets.all(d, d.ranking)",
                 "stage rm and dpo need preference data: set ranking: true on every dataset", ".datasets"),
         CelRule("self.stage != 'kto' || self.training.perDeviceBatchSize >= 2",

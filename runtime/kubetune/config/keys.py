@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from kubetune.config.data_args import DataConfig
 from kubetune.config.eval_args import EvaluationConfig
+from kubetune.config.grpo_args import GrpoConfig
 from kubetune.config.hf_keys import HF_TRAINING_KEYS
 from kubetune.config.method_args import MethodConfig, PreferenceConfig
 from kubetune.config.model_args import GenerationConfig, ModelConfig
@@ -23,6 +24,7 @@ GROUPS: dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "method": MethodConfig,
     "preference": PreferenceConfig,
+    "grpo": GrpoConfig,
     "generation": GenerationConfig,
     "training": TrainingConfig,
     "distributed": DistributedConfig,

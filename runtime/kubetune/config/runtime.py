@@ -13,12 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from kubetune.config.base import ConfigGroup
 from kubetune.config.data_args import DataConfig
 from kubetune.config.eval_args import EvaluationConfig
+from kubetune.config.grpo_args import GrpoConfig
 from kubetune.config.method_args import MethodConfig, PreferenceConfig
 from kubetune.config.model_args import GenerationConfig, ModelConfig
 from kubetune.config.training_args import DistributedConfig, TrainingConfig
 
-Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto"]
-STAGES: tuple[str, ...] = ("pt", "sft", "rm", "ppo", "dpo", "kto")
+Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"]
+STAGES: tuple[str, ...] = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
 
 
 class RunConfig(ConfigGroup):
@@ -43,11 +44,12 @@ class RuntimeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stage: Stage = Field("sft", description="pt, sft, rm, ppo, dpo or kto.")
+    stage: Stage = Field("sft", description="pt, sft, rm, ppo, dpo, kto or grpo.")
     model: ModelConfig
     data: DataConfig = Field(default_factory=DataConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     training: TrainingConfig
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
@@ -72,9 +74,10 @@ class RuntimeConfig(BaseModel):
         if stage == "kto" and self.training.per_device_train_batch_size < 2:
             raise ValueError("per_device_train_batch_size must be at least 2 for stage kto: the KL term is estimated "
                              "from mismatched prompt/answer pairs within a batch")
+        self._grpo_rules()
         if self.evaluation.eval_benchmarks and stage in ("rm", "ppo"):
-            raise ValueError(f"eval_benchmarks (spec.evaluation) score causal LMs trained by pt, sft, dpo or kto, "
-                             f"not stage {stage}")
+            raise ValueError(f"eval_benchmarks (spec.evaluation) score causal LMs trained by pt, sft, dpo, kto or "
+                             f"grpo, not stage {stage}")
         if self.training.predict_with_generate and stage != "sft":
             raise ValueError(f"predict_with_generate only applies to stage sft, not {stage}")
         if self.wants_predictions and not (data.val_size or data.eval_dataset):
@@ -83,6 +86,23 @@ class RuntimeConfig(BaseModel):
         if not data.dataset and not data.tokenized_path:
             raise ValueError("dataset is required (or tokenized_path pointing at a tokenized dataset)")
         return self
+
+    def _grpo_rules(self) -> None:
+        if self.stage != "grpo":
+            return
+        grpo, gen = self.grpo, self.generation
+        if not grpo.reward_funcs:
+            raise ValueError("reward_funcs is required for stage grpo: exact_match, format, an http(s) scorer URL "
+                             "or a Python import path (comma-separated for several)")
+        if gen.max_new_tokens <= 0:
+            raise ValueError("max_new_tokens must be positive for stage grpo (the length of sampled completions)")
+        if not gen.do_sample or gen.temperature <= 0:
+            raise ValueError("stage grpo samples its completions: do_sample must be true and temperature above 0")
+        batch = self.training.per_device_train_batch_size * self.training.gradient_accumulation_steps
+        if batch % grpo.num_generations:
+            raise ValueError(f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a "
+                             f"multiple of num_generations ({grpo.num_generations}): each prompt's "
+                             "completions are scored as one group")
 
     @property
     def wants_predictions(self) -> bool:

@@ -100,7 +100,7 @@ def _prepare(cfg: RuntimeConfig, stage: str, tokenizer: Any, train_src: list[Dat
     train_ex, eval_ex = split_eval(examples, cfg.data.val_size, cfg.training.seed)
     if eval_src:
         eval_ex = _load(eval_src, cfg, stage, stats)
-    if stage in ("rm", "dpo", "kto", "ppo"):
+    if stage in ("rm", "dpo", "kto", "ppo", "grpo"):
         return [preference_row(e) for e in train_ex], [preference_row(e) for e in eval_ex]
     return (_tokenize(train_ex, cfg, stage, tokenizer, stats),
             _tokenize(eval_ex, cfg, stage, tokenizer, stats) if eval_ex else [])

@@ -7,7 +7,8 @@ export and serving, whatever the trainer underneath. Shapes:
 - pairs (rm, dpo): ``{"prompt_ids", "chosen_ids", "rejected_ids"}``; the answers end with the template's end of
   turn (and EOS for templates with ``efficient_eos``);
 - unpaired (kto): ``{"prompt_ids", "completion_ids", "label"}``;
-- prompts (ppo): ``{"prompt_ids"}``, the generation prompt, plus ``messages``/``system`` for the reward model.
+- prompts (ppo): ``{"prompt_ids"}``, the generation prompt, plus ``messages``/``system`` for the reward model;
+- prompts with a reference answer (grpo): as ppo, plus ``prompt`` (the prompt's text) and ``answer``.
 
 Truncation follows the sft rule (:func:`kubetune.data.tokenize.split_budget`): a long prompt is cut from its end
 side first, answers are cut to what is left of ``cutoff_len``.
@@ -64,6 +65,13 @@ def encode_prompt(row: dict[str, Any], template: Any, tokenizer: Any, max_prompt
     """A prompt row (ppo) as its generation prompt, keeping the last ``max_prompt_len`` tokens."""
     ids = template.encode_prompt(tokenizer, list(row["prompt"]), row.get("system"), _tools(row))
     return {"prompt_ids": ids[-max_prompt_len:], "messages": json.dumps(row["prompt"]), "system": row.get("system")}
+
+
+def encode_grpo_prompt(row: dict[str, Any], template: Any, tokenizer: Any, max_prompt_len: int) -> dict[str, Any]:
+    """A prompt row (grpo) as its generation prompt (ids and text) and the reference answer its rewards see."""
+    out = encode_prompt(row, template, tokenizer, max_prompt_len)
+    answer = row.get("completion") or [{}]
+    return {**out, "prompt": tokenizer.decode(out["prompt_ids"]), "answer": answer[0].get("content")}
 
 
 def with_kl_completions(rows: dict[str, list[Any]]) -> dict[str, list[Any]]:

@@ -22,6 +22,7 @@ STAGES: dict[str, str] = {
     "dpo": "kubetune.train.dpo",
     "kto": "kubetune.train.kto",
     "ppo": "kubetune.train.ppo",
+    "grpo": "kubetune.train.grpo",
 }
 
 

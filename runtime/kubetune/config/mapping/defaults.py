@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from kubetune.api.finetunejob import (
     FreezeSpec,
+    GrpoSpec,
     KtoSpec,
     LoraSpec,
     PpoSpec,
@@ -22,9 +23,11 @@ from kubetune.api.finetunejob import (
     QuantizationSpec,
     TrainingSpec,
 )
+from kubetune.config.grpo_args import DEFAULT_FORMAT
 from kubetune.config.keys import GROUPS
 from kubetune.config.mapping.train import (
     FREEZE_KEYS,
+    GRPO_KEYS,
     KTO_KEYS,
     LORA_KEYS,
     PPO_KEYS,
@@ -37,7 +40,7 @@ from kubetune.config.mapping.train import (
 BLOCKS: tuple[tuple[str, type[BaseModel], dict[str, str]], ...] = (
     ("training", TrainingSpec, TRAINING_KEYS), ("lora", LoraSpec, LORA_KEYS), ("freeze", FreezeSpec, FREEZE_KEYS),
     ("quantization", QuantizationSpec, QUANT_KEYS), ("preference", PreferenceSpec, PREFERENCE_KEYS),
-    ("kto", KtoSpec, KTO_KEYS), ("ppo", PpoSpec, PPO_KEYS),
+    ("kto", KtoSpec, KTO_KEYS), ("ppo", PpoSpec, PPO_KEYS), ("grpo", GrpoSpec, GRPO_KEYS),
 )
 
 # "block.attribute" -> why the FineTuneJob default differs from LLaMA-Factory's.
@@ -51,9 +54,15 @@ WHY: dict[str, str] = {
     "training.precision": "bf16 on GPUs that have it, else fp32 (LLaMA-Factory: fp32 unless bf16/fp16 is set)",
     "quantization.bits": "method qlora is quantized by definition: 4-bit unless set",
     "ppo.max_new_tokens": "each PPO step generates a rollout; short answers keep a step seconds, not minutes",
+    "grpo.max_new_tokens": "every step samples a group of completions per prompt; 256 tokens keep a step short",
+    "grpo.temperature": "GRPO learns from the spread within a group: sample from the model's distribution as is",
+    "grpo.top_p": "GRPO learns from the spread within a group: sample from the model's distribution as is",
 }
 # Defaults written differently that mean the same: (block.attribute) -> (FineTuneJob value, runtime value).
-SAME_MEANING: dict[str, tuple[Any, Any]] = {"training.max_steps": (None, -1)}  # both: train for the epochs
+SAME_MEANING: dict[str, tuple[Any, Any]] = {
+    "training.max_steps": (None, -1),  # both: train for the epochs
+    "grpo.format_pattern": (None, DEFAULT_FORMAT),  # unset: the default pattern
+}
 # How LLaMA-Factory spells a runtime key that it does not have under that name.
 LF_SPELLING: dict[str, tuple[str, str]] = {"precision": ("bf16 / fp16", "false (fp32)")}
 

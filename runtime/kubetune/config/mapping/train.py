@@ -21,6 +21,7 @@ from kubetune.api.finetunejob import (
     FineTuneJob,
     FineTuneJobSpec,
     FreezeSpec,
+    GrpoSpec,
     KtoSpec,
     LoraSpec,
     PpoSpec,
@@ -29,6 +30,7 @@ from kubetune.api.finetunejob import (
     TrainingSpec,
 )
 from kubetune.config.files import ConfigError
+from kubetune.config.grpo_args import DEFAULT_FORMAT
 from kubetune.config.loader import config_from_flat, dump_config
 from kubetune.config.runtime import RuntimeConfig
 from kubetune.uris import local_uri, path_to_uri, uri_to_path
@@ -50,6 +52,12 @@ KTO_KEYS = {"beta": "pref_beta", "desirable_weight": "kto_chosen_weight",
 PPO_KEYS = {"epochs": "ppo_epochs", "buffer_size": "ppo_buffer_size", "max_new_tokens": "max_new_tokens",
             "kl_coef": "ppo_kl_coef",
             "whiten_rewards": "ppo_whiten_rewards", "score_norm": "ppo_score_norm", "target_kl": "ppo_target"}
+# spec.grpo.rewards -> reward_funcs is mapped on its own (a required field, no default to compare).
+GRPO_KEYS = {"reward_weights": "reward_weights", "format_pattern": "reward_format_pattern",
+             "reward_timeout_seconds": "reward_timeout", "num_generations": "num_generations",
+             "max_new_tokens": "max_new_tokens", "temperature": "temperature", "top_p": "top_p", "beta": "beta",
+             "epsilon": "epsilon", "num_iterations": "num_iterations", "loss_type": "loss_type",
+             "scale_rewards": "scale_rewards"}
 TRAINING_KEYS = {
     "epochs": "num_train_epochs", "max_steps": "max_steps", "learning_rate": "learning_rate",
     "lr_scheduler": "lr_scheduler_type", "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay",
@@ -179,6 +187,8 @@ def spec_to_flat(job: FineTuneJob, *, output_dir: str, resolve: Resolve,
             flat["reward_model"] = rm.url or _source_path(rm, resolve, resolve_ref, "spec.ppo.rewardModel")
             # A model path may hold a reward adapter or a full reward model; the runtime tells them apart.
             flat["reward_model_type"] = "api" if rm.url else "full"
+    if spec.grpo:
+        flat.update(_renamed(spec.grpo, GRPO_KEYS) | {"reward_funcs": list(spec.grpo.rewards)})
     flat.update(_renamed(spec.training, TRAINING_KEYS))
     if spec.training.eval_steps is not None:
         flat["eval_strategy"] = "steps"
@@ -293,6 +303,10 @@ def _inverse_spec(cfg: RuntimeConfig, flat: dict[str, Any], output_uri: str | No
         rm = cfg.preference.reward_model or ""
         spec["ppo"] = {**_invert(flat, PPO_KEYS, PpoSpec),
                        "reward_model": {"url": rm} if rm.startswith("http") else {"uri": path_to_uri(rm)}}
+    if stage == "grpo":
+        spec["grpo"] = {**_invert(flat, GRPO_KEYS, GrpoSpec), "rewards": list(cfg.grpo.reward_funcs)}
+        if "format" not in cfg.grpo.reward_funcs or cfg.grpo.reward_format_pattern == DEFAULT_FORMAT:
+            spec["grpo"].pop("format_pattern")  # unused or the default (anything else travels in extraArgs)
     training = _invert(flat, TRAINING_KEYS, TrainingSpec)
     if cfg.training.max_steps <= 0:
         training.pop("max_steps")
@@ -349,5 +363,6 @@ _MISSING = object()
 def _default_flat(stage: str) -> dict[str, Any]:
     minimal = RuntimeConfig.model_validate({"stage": stage, "model": {"model_name_or_path": "-"},
                                             "data": {"dataset": ["-"]}, "training": {"output_dir": "-"},
-                                            **({"preference": {"reward_model": "-"}} if stage == "ppo" else {})})
+                                            **({"preference": {"reward_model": "-"}} if stage == "ppo" else {}),
+                                            **({"grpo": {"reward_funcs": ["exact_match"]}} if stage == "grpo" else {})})
     return dump_config(minimal, comma_lists=False)

@@ -26,6 +26,24 @@ QWEN_TOOLS: dict[str, Any] = dict(
     observation="<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n<|im_start|>assistant\n",
     tool_format="qwen",
 )
+LLAMA3: dict[str, Any] = dict(
+    prefix="<|begin_of_text|>",
+    user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+    assistant="{content}<|eot_id|>",
+    observation="<|start_header_id|>ipython<|end_header_id|>\n\n{content}<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    stop_words=("<|eot_id|>", "<|eom_id|>"),
+)
+# Meta's Llama 3.1/3.2/3.3 templates always open with a system header holding the knowledge cut-off and a date;
+# kubetune pins the date Meta's 3.1 template defaults to, so a training run and its served model agree.
+LLAMA3_1_SYSTEM = ("<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+                   "Today Date: 26 Jul 2024\n\n{content}<|eot_id|>")
+DEEPSEEK3: dict[str, Any] = dict(
+    prefix="<｜begin▁of▁sentence｜>", system="{content}", user="<｜User｜>{content}<｜Assistant｜>",
+    assistant="{content}<｜end▁of▁sentence｜>", stop_words=("<｜end▁of▁sentence｜>",),
+)
+MISTRAL_TEKKEN: dict[str, Any] = dict(prefix="<s>", user="[INST]{content}[/INST]", assistant="{content}</s>",
+                                      stop_words=("</s>",))
 GLM: dict[str, Any] = dict(
     prefix="[gMASK]<sop>",
     efficient_eos=True,
@@ -36,19 +54,16 @@ TABLE: tuple[Template, ...] = (
     Template("default", system="System: {content}\n", user="Human: {content}\nAssistant:",
              assistant=" {content}{eos}\n"),
     Template("empty", system="{content}", user="{content}", assistant="{content}"),
-    Template("llama3", prefix="<|begin_of_text|>",
-             system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
-             user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
-                  "<|start_header_id|>assistant<|end_header_id|>\n\n",
-             assistant="{content}<|eot_id|>",
-             observation="<|start_header_id|>ipython<|end_header_id|>\n\n{content}<|eot_id|>"
-                         "<|start_header_id|>assistant<|end_header_id|>\n\n",
-             stop_words=("<|eot_id|>", "<|eom_id|>"), tool_format="llama3"),
+    Template("llama3", **LLAMA3, system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
+             tool_format="llama3"),
+    Template("llama3_1", **LLAMA3, system=LLAMA3_1_SYSTEM, system_always=True),
     Template("llama2", first_user="<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{content} [/INST]",
              user="<s>[INST] {content} [/INST]", assistant=" {content} </s>", stop_words=("</s>",)),
     Template("mistral", prefix="<s>", first_user="[INST] {system}\n\n{content}[/INST]",
              user="[INST] {content}[/INST]", assistant=" {content}</s>",
              observation="[TOOL_RESULTS] {content}[/TOOL_RESULTS]", stop_words=("</s>",), tool_format="mistral"),
+    Template("ministral", **MISTRAL_TEKKEN, first_user="[INST]{system}\n\n{content}[/INST]", system_last=True),
+    Template("mistral_small", **MISTRAL_TEKKEN, system="[SYSTEM_PROMPT]{content}[/SYSTEM_PROMPT]"),
     Template("qwen", **CHATML, **QWEN_TOOLS,
              default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
     Template("qwen3", **CHATML, **QWEN_TOOLS, thinking=True),
@@ -64,9 +79,8 @@ TABLE: tuple[Template, ...] = (
              assistant="\n{content}", observation="<|observation|>\n{content}<|assistant|>", tool_format="glm4"),
     Template("chatglm3", **GLM, system="<|system|>\n {content}", user="<|user|>\n {content}<|assistant|>",
              assistant="\n {content}"),
-    Template("deepseek3", prefix="<｜begin▁of▁sentence｜>", system="{content}",
-             user="<｜User｜>{content}<｜Assistant｜>", assistant="{content}<｜end▁of▁sentence｜>",
-             stop_words=("<｜end▁of▁sentence｜>",)),
+    Template("deepseek3", **DEEPSEEK3),
+    Template("deepseekr1", **DEEPSEEK3, thinking=True),
     Template("deepseek", prefix="<｜begin▁of▁sentence｜>", system="{content}\n\n",
              user="User: {content}\n\nAssistant:", assistant=" {content}<｜end▁of▁sentence｜>",
              stop_words=("<｜end▁of▁sentence｜>",)),

@@ -1,10 +1,12 @@
 """A chat template as data (text slots per role) plus the one algorithm that renders and encodes with it.
 
-Slots hold ``{content}`` (and ``{system}`` for families that fuse the system prompt into the first user turn),
-``{eos}`` for the tokenizer's EOS text. The user slot ends with the assistant header, so a prompt for generation
-is the history plus the last user slot. Encoding tokenizes the whole rendered conversation in one call and splits
-the ids at the turn boundaries by character offsets, so the ids are exactly those of tokenizing the rendered text
-(what ``tokenizer.apply_chat_template`` does) and BPE merges across turn boundaries cannot make them differ.
+Slots hold ``{content}`` (and ``{system}`` for families that fuse the system prompt into a user turn: the first,
+or the last with ``system_last``), ``{eos}`` for the tokenizer's EOS text. ``system_always`` renders the system
+slot even without a system prompt (families whose header carries fixed text, such as Llama 3.1's dates). The user
+slot ends with the assistant header, so a prompt for generation is the history plus the last user slot. Encoding
+tokenizes the whole rendered conversation in one call and splits the ids at the turn boundaries by character
+offsets, so the ids are exactly those of tokenizing the rendered text (what ``tokenizer.apply_chat_template``
+does) and BPE merges across turn boundaries cannot make them differ.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Template:
     assistant: str
     system: str | None = None
     first_user: str | None = None  # families without a system slot fuse it into the first user turn
+    system_last: bool = False  # ... or into the last user turn (Mistral's v3 and Tekken formats)
+    system_always: bool = False
     prefix: str = ""
     observation: str | None = None
     default_system: str = ""
@@ -71,13 +75,16 @@ class Template:
         if tools:
             if self.tool_format is None:
                 raise TemplateError(f"template {self.name} has no tool format; tools cannot be used")
-            text += TOOL_FORMATS[self.tool_format].format_tools(tools)
+            described = TOOL_FORMATS[self.tool_format].format_tools(tools)
+            # without a system prompt the tool description opens the system turn (no leading blank lines)
+            text = text + described if text else described.lstrip("\n")
         return text
 
-    def _query(self, index: int, msg: Message, system: str) -> str:
+    def _query(self, index: int, msg: Message, system: str, last: bool) -> str:
         if msg["role"] == "tool":
             return (self.observation or self.user).replace("{content}", msg["content"])
-        if index == 0 and system and self.system is None and self.first_user is not None:
+        fused = last if self.system_last else index == 0
+        if fused and system and self.system is None and self.first_user is not None:
             return self.first_user.replace("{system}", system).replace("{content}", msg["content"])
         return self.user.replace("{content}", msg["content"])
 
@@ -106,7 +113,7 @@ class Template:
         turns = []
         for i in range(0, len(messages), 2):
             last = final and i + 2 == len(messages)
-            prompt = self._head(i, sys_text) + self._query(i, messages[i], sys_text)
+            prompt = self._head(i, sys_text) + self._query(i, messages[i], sys_text, last)
             answer = self._answer_text(messages[i + 1], last)
             if self.thinking and last and "<think>" not in answer:
                 if enable_thinking:
@@ -119,7 +126,7 @@ class Template:
     def _head(self, index: int, sys_text: str) -> str:
         if index:
             return ""
-        if sys_text and self.system is not None:
+        if (sys_text or self.system_always) and self.system is not None:
             return self.prefix + self.system.replace("{content}", sys_text)
         return self.prefix
 
@@ -133,7 +140,8 @@ class Template:
                                     final=False) if len(messages) > 1 else []
         sys_text = self._system_text(system, tools)
         i = len(messages) - 1
-        text = "".join(p + r for p, r in history) + self._head(i, sys_text) + self._query(i, messages[-1], sys_text)
+        text = "".join(p + r for p, r in history) + self._head(i, sys_text) + self._query(i, messages[-1], sys_text,
+                                                                                          True)
         return text + (EMPTY_THOUGHT if self.thinking and not enable_thinking else "")
 
     # ---- encoding ----
