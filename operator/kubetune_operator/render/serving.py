@@ -105,6 +105,8 @@ def serve_config(isvc: InferenceService, inputs: ServingInputs) -> dict[str, Any
         config["lora_adapters"] = [{"name": n, "path": pods.pod_path(u)} for n, u in inputs.adapters]
     if engine.max_model_len:
         config["max_model_len"] = engine.max_model_len
+    if engine.threads:
+        config["threads"] = engine.threads
     if isvc.spec.limits and isvc.spec.limits.serve_config():
         config["limits"] = isvc.spec.limits.serve_config()
     return config
