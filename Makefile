@@ -20,7 +20,8 @@ MYPY_PATHS := runtime/kubetune/api runtime/kubetune/config runtime/kubetune/life
 	runtime/kubetune/serve/openai runtime/kubetune/serve/router.py runtime/kubetune/serve/errors.py \
 	runtime/kubetune/serve/guard.py runtime/kubetune/serve/metrics.py runtime/kubetune/serve/http.py \
 	runtime/kubetune/serve/adapters.py runtime/kubetune/serve/adapters_cli.py \
-	runtime/kubetune/serve/engine/__init__.py runtime/kubetune/serve/engine/textstream.py operator/kubetune_operator
+	runtime/kubetune/serve/engine/__init__.py runtime/kubetune/serve/engine/textstream.py \
+	runtime/kubetune/serve/cpus.py runtime/kubetune/serve/threads.py operator/kubetune_operator
 
 .PHONY: help venv lint crds test test-unit test-integration test-node controlplane vllm node-setup cluster-up \
 	cluster-down cluster-status node-up node-down node-status demo clean
