@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ MODELS = {  # the LLaMA-Factory CPU reference's tiny and small Llamas, on kubetu
     "tiny": {"hidden_size": 128, "layers": 4, "heads": 4, "kv_heads": 4, "intermediate_size": 256},
     "medium": {"hidden_size": 512, "layers": 4, "heads": 8, "kv_heads": 8, "intermediate_size": 1408},
 }
-PORTS = {"kubetune": 8461, "llamafactory": 8462, "before": 8463}
+SERVERS = ("kubetune", "llamafactory", "before")  # ports --port, --port + 1, --port + 2
 
 
 @dataclass
@@ -55,10 +55,14 @@ def llamafactory_bin() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def port_of(name: str, args: argparse.Namespace) -> int:
+    return args.port + SERVERS.index(name)
+
+
 def server_command(name: str, model: Path, workdir: Path, args: argparse.Namespace) -> tuple[list[str], dict]:
     """argv and environment of one server on ``model``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    port = PORTS[name]
+    port = port_of(name, args)
     cfg = workdir / f"{name}.yaml"
     if name == "llamafactory":
         cfg.write_text(yaml.safe_dump({"model_name_or_path": str(model), "template": "llama3",
@@ -89,22 +93,30 @@ def wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float =
 
 
 @contextmanager
-def running(name: str, model: Path, workdir: Path, args: argparse.Namespace):
-    argv, env = server_command(name, model, workdir, args)
-    log = workdir / f"{name}.log"
+def running(names: list[str], model: Path, workdir: Path, args: argparse.Namespace):
+    """Start every server at once (start-up overlaps), wait until each serves, stop them all on exit."""
     began = time.perf_counter()
-    with log.open("w") as out:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    launched: list[tuple[str, subprocess.Popen, Path]] = []
     try:
-        wait_ready(PORTS[name], process, log)
-        yield Server(name, PORTS[name], process, time.perf_counter() - began)
+        for name in names:
+            argv, env = server_command(name, model, workdir, args)
+            log = workdir / f"{name}.log"
+            with log.open("w") as out:
+                launched.append((name, subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT), log))
+        servers = []
+        for name, process, log in launched:
+            wait_ready(port_of(name, args), process, log)
+            servers.append(Server(name, port_of(name, args), process, time.perf_counter() - began))
+        yield servers
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for _, process, _ in launched:
+            process.terminate()
+        for _, process, _ in launched:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextmanager
@@ -152,10 +164,10 @@ async def measure(port: int, requests: int, concurrency: int, max_tokens: int) -
 
 def run_model(model_name: str, model: Path, workdir: Path, args: argparse.Namespace, out) -> list[dict]:
     rows = []
-    with ExitStack() as stack:
-        servers = [stack.enter_context(running(n, model, workdir, args)) for n in args.servers.split(",")]
+    with running(args.servers.split(","), model, workdir, args) as servers:
         for server in servers:
-            print(f"{model_name}: {server.name} ready in {server.ready_s:.1f}s", flush=True)
+            print(f"{model_name}: {server.name} ready {server.ready_s:.1f}s after the start (all start together)",
+                  flush=True)
             first = (workdir / f"{server.name}.log").read_text().splitlines()
             print("  " + "\n  ".join(line for line in first if "torch threads" in line), flush=True)
         for round_ in range(args.rounds):
@@ -207,6 +219,7 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--load-procs", type=int, default=2, help="busy-looping processes in the load condition")
     parser.add_argument("--load-max-s", type=float, default=1200, help="each load process exits after this")
+    parser.add_argument("--port", type=int, default=8461, help="first of three ports (one per server)")
     parser.add_argument("--out", type=Path, default=Path("serving_side_by_side.jsonl"), help="rows, appended")
     parser.add_argument("--summarize", type=Path, help="only print the table of an existing rows file")
     args = parser.parse_args()
