@@ -96,6 +96,11 @@ INVALID = [
     ("adapter-name-clash",
      make_inferenceservice(servedModelName="bot", adapters=[{"name": "bot", "uri": "pvc://x/a"}]),
      "spec.adapters", "same name as servedModelName"),
+    ("threads-on-vllm",
+     make_inferenceservice(engine={"backend": "vllm", "threads": 2}, resources={"gpusPerReplica": 1}),
+     "spec.engine.threads", "threads applies to backend hf only"),
+    ("threads-zero", make_inferenceservice(engine={"backend": "hf", "threads": 0}),
+     "spec.engine.threads", "greater than or equal to 1"),
     ("gpu-memory-utilization", make_inferenceservice(engine={"backend": "hf", "gpuMemoryUtilization": 1.5}),
      "spec.engine.gpuMemoryUtilization", "less than or equal to 1"),
 ]

@@ -9,6 +9,7 @@ import yaml
 
 from kubetune.api.inferenceservice import InferenceService
 from kubetune.api.modelexport import ModelExport
+from kubetune.config.serve_args import ServeConfig
 from kubetune_operator.render.export import ExportInputs, render_export
 from kubetune_operator.render.serving import ServingInputs, render_serving, template_hash, url, vllm_args
 from kubetune_operator.settings import RenderSettings
@@ -119,6 +120,20 @@ def test_hf_serve_config(inputs, config, served):
     assert config.items() <= rendered.items()
     assert (rendered["infer_backend"], rendered["port"], rendered["max_model_len"]) == ("hf", 8000, 1024)
     assert inputs.served_models("hf") == served
+
+
+@pytest.mark.parametrize(("engine", "threads"), [
+    ({"backend": "hf", "threads": 3}, 3),
+    ({"backend": "hf"}, None),
+], ids=["explicit", "from-the-container"])
+def test_hf_threads_render_into_the_pod_config_as_locally(engine, threads):
+    from kubetune.config.mapping.serve import serve_config_from_inferenceservice
+
+    body, obj = isvc(engine=engine)
+    rendered = yaml.safe_load(render_serving(body, obj, BASE, SETTINGS)[0]["data"]["serve.yaml"])
+    assert rendered.get("threads") == threads
+    assert ServeConfig.model_validate(rendered).threads == threads
+    assert serve_config_from_inferenceservice(obj, model_path="/m", adapters={}).threads == threads
 
 
 def test_hf_backend_deployment_and_service():

@@ -47,6 +47,22 @@ def test_endpoint_precedence_flags_then_env_then_file(flags, env, expected):
     assert (config.host, config.port, config.api_key, config.model_name) == expected
 
 
+@pytest.mark.parametrize(("file_threads", "flag", "expected"), [
+    (None, None, None), (3, None, 3), (3, 1, 1), (None, 2, 2),
+], ids=["default", "file", "flag-over-file", "flag"])
+def test_threads_from_file_and_flag(tmp_path, file_threads, flag, expected):
+    cfg = tmp_path / "api.yaml"
+    cfg.write_text(yaml.safe_dump({"model_name_or_path": "/m", **({"threads": file_threads} if file_threads else {})}))
+    assert load_serve_config(_args(cfg, threads=flag), env={}).threads == expected
+
+
+def test_threads_flag_below_one_is_rejected(tmp_path):
+    cfg = tmp_path / "api.yaml"
+    cfg.write_text("model_name_or_path: /m\n")
+    with pytest.raises(ValueError, match="threads"):
+        load_serve_config(_args(cfg, threads=0), env={})
+
+
 def test_unknown_key_names_file_and_line(tmp_path):
     cfg = tmp_path / "api.yaml"
     cfg.write_text("model_name_or_path: /m\ntemprature: 0.5\n")

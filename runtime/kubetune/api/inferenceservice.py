@@ -75,6 +75,10 @@ class EngineSpec(KubeModel):
     max_model_len: int | None = Field(None, ge=16, le=10485760, description="Context length to serve.")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="vLLM: fraction of GPU memory to use.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Weight dtype.")
+    threads: int | None = Field(
+        None, ge=1, le=1024, description="hf: torch intra-op threads per replica. Default: the container's CPU "
+        "budget (CPU limit and cpuset, rounded down), less one from 3 CPUs on, and 1 for models with a hidden "
+        "size below 512.")
     max_loras: int = Field(4, ge=1, le=256, description="vLLM: adapters resident at once.")
     max_lora_rank: int = Field(64, ge=1, le=1024, description="vLLM: largest adapter rank served.")
     extra_args: list[EngineArg] = Field(
@@ -85,6 +89,11 @@ class EngineSpec(KubeModel):
     )
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "!has(self.threads) || self.backend == 'hf'",
+            "threads applies to backend hf only (vLLM sizes its own thread pools; pass vLLM settings in extraArgs)",
+            ".threads",
+        ),
         CelRule(
             f"!has(self.extraArgs) || self.extraArgs.all(a, !a.matches('{DENIED_ENGINE_FLAG_PATTERN}'))",
             "extraArgs may not set flags that load code, change authentication, open files or network endpoints, "

@@ -54,6 +54,8 @@ class ServeConfig(BaseModel):
     api_key: str | None = Field(None, description="Clients must send it as a Bearer token when set.")
     max_model_len: int | None = Field(None, ge=16, description="Context length (vllm_maxlen).")
     max_batch_size: int = Field(16, ge=1, le=1024, description="hf engine: sequences generated together.")
+    threads: int | None = Field(None, ge=1, le=1024, description="hf engine: torch intra-op threads (default: "
+                                "from the container's CPU quota and cpuset; see kubetune.serve.threads).")
     do_sample: bool | None = Field(None, description="Default when a request sets no temperature "
                                    "(false = greedy).")
     temperature: float | None = Field(None, ge=0, le=2, description="Default temperature.")

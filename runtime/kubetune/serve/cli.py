@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--port", type=int, help="port (env API_PORT; default 8000)")
     parser.add_argument("--api-key", help="require this Bearer key (env API_KEY)")
     parser.add_argument("--served-model-name", help="OpenAI name of the model (env API_MODEL_NAME)")
+    parser.add_argument("--threads", type=int, help="hf engine: torch intra-op threads (default: from the CPU "
+                        "quota and cpuset; overrides the file's threads / spec.engine.threads)")
     parser.add_argument("--pvc-root", help="directory holding pvc://<claim>/ paths (default /mnt/pvc)")
 
 
@@ -46,7 +48,10 @@ def load_serve_config(args: argparse.Namespace, env: dict[str, str]) -> ServeCon
     config = read_serve_config(args.file, args.overrides, args.pvc_root)
     flags: dict[str, Any] = {"host": args.host, "port": args.port, "api_key": args.api_key,
                              "served_model_name": args.served_model_name}
-    return apply_endpoint_overrides(config, flags, env)
+    config = apply_endpoint_overrides(config, flags, env)
+    if getattr(args, "threads", None) is not None:
+        config = ServeConfig.model_validate({**config.model_dump(exclude_unset=True), "threads": args.threads})
+    return config
 
 
 def run(args: argparse.Namespace, command: str) -> int:
@@ -80,6 +85,10 @@ def _run_vllm(config: ServeConfig) -> int:
 
 
 def _run_hf(config: ServeConfig) -> int:
+    from kubetune.serve.threads import prepare_environment
+
+    # OpenMP reads its wait policy when torch loads it, so this comes before anything imports torch
+    added = prepare_environment(os.environ) if "torch" not in sys.modules else {}
     import uvicorn
 
     from kubetune.artifacts import ArtifactError
@@ -91,6 +100,10 @@ def _run_hf(config: ServeConfig) -> int:
     except (ArtifactError, OSError, ValueError) as exc:
         print(f"kubetune serve: cannot load the model: {exc}", file=sys.stderr)
         return 1
+    threads = getattr(server.engine, "threads", None)
+    if threads is not None:
+        waits = ", ".join(f"{k}={v}" for k, v in added.items())
+        print(threads.describe() + (f"; set {waits}" if waits else ""), flush=True)
     names = ", ".join(server.chat.models)
     print(f"serving {names} on http://{config.host}:{config.port}/v1 (hf engine)", flush=True)
     try:

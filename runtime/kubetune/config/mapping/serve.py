@@ -39,6 +39,7 @@ def serve_config_from_inferenceservice(isvc: InferenceService, *, model_path: st
         port=spec.port,
         api_key=api_key,
         max_model_len=engine.max_model_len,
+        threads=engine.threads,
         tensor_parallel_size=engine.tensor_parallel_size,
         gpu_memory_utilization=engine.gpu_memory_utilization,
         max_loras=engine.max_loras,

@@ -27,6 +27,7 @@ from kubetune.serve.engine import Delta, EngineError, GenerationRequest, TokenLo
 from kubetune.serve.engine.batch import BatchState, can_join, left_pad
 from kubetune.serve.engine.sampling import OpenAIPenaltyLogitsProcessor, RowwiseSamplingWarper, sample_rows
 from kubetune.serve.engine.textstream import IncrementalDecoder, SequenceText, StopStringFilter
+from kubetune.serve.threads import ThreadPlan
 
 log = logging.getLogger(__name__)
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
@@ -63,6 +64,7 @@ class HFEngine:
     max_model_len: int = 2048
     max_batch_size: int = 16
     mixed_adapters: bool = True
+    threads: ThreadPlan | None = None  # how torch's pools were sized for this engine (None: left as they were)
     _inbox: queue.Queue = field(default_factory=queue.Queue, init=False)
     _waiting: list[_Request] = field(default_factory=list, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)

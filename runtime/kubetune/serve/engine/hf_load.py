@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from kubetune.config.serve_args import ServeConfig
 from kubetune.model.chatformat import stop_token_ids
 from kubetune.model.devices import pick_device, pick_dtype
 from kubetune.model.merging import apply_adapters, check_adapter, fits_base
+from kubetune.serve.cpus import cpu_budget
 from kubetune.serve.engine.hf import HFEngine
+from kubetune.serve.threads import ThreadPlan, apply_threads, hidden_size, plan_threads
 
 DEFAULT_ADAPTER = "default"  # internal name of the adapter that answers to the served model's name
 
@@ -29,12 +31,22 @@ def named_adapters(config: ServeConfig) -> dict[str, str]:
     return out
 
 
+def size_threads(config: ServeConfig) -> ThreadPlan:
+    """Choose torch's thread counts for ``config``'s model and apply them (before any weights load)."""
+    model_config = AutoConfig.from_pretrained(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
+    plan = plan_threads(cpu_budget(), hidden_size(model_config), config.threads)
+    apply_threads(plan)
+    return plan
+
+
 def load_hf_engine(config: ServeConfig) -> HFEngine:
     """Build the ``hf`` engine for ``config``.
 
+    Torch's thread pools are sized first (:func:`size_threads`); the plan is the engine's ``threads``.
     ``adapter_name_or_path`` adapters are merged into the weights (as LLaMA-Factory does); ``lora_adapters`` and
     ``default_adapter`` stay separate peft adapters, chosen per request.
     """
+    threads = size_threads(config)
     device = pick_device(config.device)
     dtype = pick_dtype(config.infer_dtype, device)
     tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
@@ -60,4 +72,4 @@ def load_hf_engine(config: ServeConfig) -> HFEngine:
     stops = stop_token_ids(tokenizer, config.template, model.generation_config.eos_token_id)
     return HFEngine(model=model, tokenizer=tokenizer, stop_ids=frozenset(stops), adapters=tuple(adapters),
                     max_model_len=int(max_len), max_batch_size=config.max_batch_size,
-                    mixed_adapters=not any(_is_dora(p) for p in adapters.values()))
+                    mixed_adapters=not any(_is_dora(p) for p in adapters.values()), threads=threads)
