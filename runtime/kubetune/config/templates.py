@@ -8,10 +8,11 @@ from __future__ import annotations
 
 FAMILIES: tuple[str, ...] = (
     "default", "empty", "llama3", "llama2", "mistral", "qwen", "qwen3", "qwen3_nothink", "chatml", "gemma", "phi",
-    "glm4", "chatglm3", "deepseek3", "deepseek",
+    "glm4", "chatglm3", "deepseek3", "deepseek", "qwen2_vl", "llava",
 )
 ALIASES = {"qwen2": "qwen", "qwen2_5": "qwen", "phi3": "phi", "phi4_mini": "phi", "llama3_1": "llama3",
-           "deepseekv3": "deepseek3", "yi": "chatml"}
+           "deepseekv3": "deepseek3", "yi": "chatml",
+           "qwen2_5_vl": "qwen2_vl"}
 
 
 def template_names() -> list[str]:

@@ -15,7 +15,8 @@ CACHE_VERSION = 1
 # Data settings that change the tokenized result.
 KEYED_DATA_SETTINGS = ("template", "cutoff_len", "train_on_prompt", "mask_history", "mix_strategy",
                        "interleave_probs", "max_samples", "val_size", "packing", "neat_packing", "tool_format",
-                       "default_system", "enable_thinking", "bad_rows")
+                       "default_system", "enable_thinking", "bad_rows", "media_dir", "image_max_pixels",
+                       "image_min_pixels")
 
 
 def _fingerprint(source: DatasetSource) -> dict[str, Any]:
