@@ -135,3 +135,13 @@ def plugin_for(template: Any) -> MediaPlugin:
         raise MediaError(f"template {getattr(template, 'name', template)!r} takes no images; use one of "
                          f"{', '.join(PLUGINS)} with a vision-language model")
     return PLUGINS[name]
+
+
+def expand_example(example: Any, template: Any, processor: Any, media_dir: str | Path, max_pixels: int,
+                   min_pixels: int) -> list[str]:
+    """Load the example's images, expand its placeholders in place; returns the resolved image paths."""
+    plugin = plugin_for(template)
+    paths = [resolve_image(ref, media_dir) for ref in example.images]
+    counts = feature_counts(processor, [load_image(p, max_pixels, min_pixels) for p in paths])
+    example.messages = expand_placeholders(example.messages, counts, plugin)
+    return [str(p.resolve()) for p in paths]

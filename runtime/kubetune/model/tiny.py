@@ -78,7 +78,7 @@ VISION_TOKENS = {"qwen2_vl": ("<|vision_start|>", "<|vision_end|>", "<|image_pad
                  "llava": ("<image>",)}
 
 
-def _tiny_qwen2_vl(tokenizer: Any, hidden: int, layers: int) -> tuple[PretrainedConfig, Any]:
+def _tiny_qwen2_vl(tokenizer: Any, hidden: int, layers: int, init: float) -> tuple[PretrainedConfig, Any]:
     from transformers import Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS["qwen2_vl"]}
@@ -87,7 +87,7 @@ def _tiny_qwen2_vl(tokenizer: Any, hidden: int, layers: int) -> tuple[Pretrained
             "max_position_embeddings": 2048, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
                                                                  "mrope_section": [2, 3, 3]},
             "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
-            "bos_token_id": None, "tie_word_embeddings": False}
+            "bos_token_id": None, "tie_word_embeddings": False, "initializer_range": init}
     vision = {"depth": 2, "embed_dim": 32, "hidden_size": hidden, "num_heads": 2, "mlp_ratio": 2,
               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
     config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
@@ -99,7 +99,7 @@ def _tiny_qwen2_vl(tokenizer: Any, hidden: int, layers: int) -> tuple[Pretrained
                                     video_processor=Qwen2VLVideoProcessor())
 
 
-def _tiny_llava(tokenizer: Any, hidden: int, layers: int) -> tuple[PretrainedConfig, Any]:
+def _tiny_llava(tokenizer: Any, hidden: int, layers: int, init: float) -> tuple[PretrainedConfig, Any]:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaProcessor
 
     size, patch = 56, 14
@@ -107,6 +107,7 @@ def _tiny_llava(tokenizer: Any, hidden: int, layers: int) -> tuple[PretrainedCon
                               image_size=size, patch_size=patch, projection_dim=32)
     text = tiny_config("llama", len(tokenizer), hidden_size=hidden, layers=layers, intermediate_size=2 * hidden,
                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    text.initializer_range = init
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
                          vision_feature_select_strategy="default", vision_feature_layer=-1,
                          tie_word_embeddings=False)
@@ -119,11 +120,13 @@ VISION_BUILDERS = {"qwen2_vl": _tiny_qwen2_vl, "llava": _tiny_llava}
 
 
 def build_tiny_vlm(out_dir: str | Path, arch: str = "qwen2_vl", tokenizer_dir: str | Path = ASSETS_TOKENIZER,
-                   seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+                   seed: int = 0, hidden_size: int = 64, layers: int = 2, initializer_range: float = 0.1) -> Path:
     """Write a randomly initialised vision-language model (qwen2_vl or llava) with its processor to ``out_dir``.
 
     The tokenizer from ``tokenizer_dir`` gets the family's image tokens; the processor (image processor plus
-    tokenizer) is saved next to the weights, as hub checkpoints ship it.
+    tokenizer) is saved next to the weights, as hub checkpoints ship it. ``initializer_range`` of the language
+    model is wider than transformers' 0.02: with a frozen random output head that small, logits cannot move far
+    enough for a LoRA-only run to learn anything in a few steps.
     """
     from transformers import AutoModelForImageTextToText
 
@@ -133,7 +136,7 @@ def build_tiny_vlm(out_dir: str | Path, arch: str = "qwen2_vl", tokenizer_dir: s
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     tokenizer.add_special_tokens({"additional_special_tokens": list(VISION_TOKENS[arch])})
-    config, processor = VISION_BUILDERS[arch](tokenizer, hidden_size, layers)
+    config, processor = VISION_BUILDERS[arch](tokenizer, hidden_size, layers, initializer_range)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
