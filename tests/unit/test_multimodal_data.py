@@ -67,8 +67,8 @@ def test_placeholders_expand_into_each_familys_tokens():
     assert messages[0]["content"] == "<image>left<image>right"  # the input is not changed
 
 
-QWEN_NAMES = ["model.visual.blocks.0.attn.qkv", "model.visual.merger.mlp.0", "model.language_model.layers.0.mlp.up_proj",
-              "model.language_model.layers.0.self_attn.q_proj", "lm_head"]
+QWEN_NAMES = ["model.visual.blocks.0.attn.qkv", "model.visual.merger.mlp.0",
+              "model.language_model.layers.0.mlp.up_proj", "model.language_model.layers.0.self_attn.q_proj", "lm_head"]
 LLAVA_NAMES = ["model.vision_tower.encoder.layers.0.self_attn.q_proj", "model.multi_modal_projector.linear_1",
                "model.language_model.layers.0.self_attn.q_proj", "lm_head"]
 
@@ -142,7 +142,7 @@ def test_truncated_images_and_text_only_models_are_refused(qwen2_vl, tmp_path, t
     flat = {"model_name_or_path": str(qwen2_vl), "stage": "sft", "dataset": "d", "dataset_dir": str(tmp_path),
             "template": "qwen2_vl", "cutoff_len": 24, "tokenized_cache_dir": str(tmp_path / "cache"),
             "output_dir": str(tmp_path / "o")}
-    with pytest.raises(DataFormatError, match="cutoff_len: cutoff_len 24 cuts .* of 16 image tokens"):
+    with pytest.raises(DataFormatError, match=r"cutoff_len: cutoff_len 24 cuts .* of 16 image tokens"):
         build_datasets(config_from_flat(flat), processor.tokenizer, processor=processor)
     flat |= {"cutoff_len": 128, "template": "qwen"}
     with pytest.raises(DataFormatError, match="is not a vision-language model"):

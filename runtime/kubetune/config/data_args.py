@@ -78,7 +78,7 @@ class DataConfig(ConfigGroup):
     dataset_info: dict[str, DatasetAttr] | None = Field(
         None, description="Registry entries given inline (kubetune); they win over dataset_dir/dataset_info.json."
     )
-    media_dir: str | None = Field(None, description="Folder that relative image paths start from (default dataset_dir).")
+    media_dir: str | None = Field(None, description="Where relative image paths start (default dataset_dir).")
     image_max_pixels: int = Field(768 * 768, ge=1, description="Larger images are scaled down to this many pixels.")
     image_min_pixels: int = Field(32 * 32, ge=1, description="Smaller images are scaled up to this many pixels.")
     cutoff_len: int = Field(2048, ge=4, description="Maximum tokens per example.")

@@ -153,7 +153,8 @@ def apply_freeze(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig,
     del model_cfg
     prefix = decoder_layers_prefix(model)
     names = [n for n, _ in model.named_parameters()]
-    chosen = freeze_trainable(names, prefix, model.config.get_text_config().num_hidden_layers, method.freeze_trainable_layers,
+    layers = model.config.get_text_config().num_hidden_layers
+    chosen = freeze_trainable(names, prefix, layers, method.freeze_trainable_layers,
                               method.freeze_trainable_modules, method.freeze_extra_modules)
     if not chosen:
         raise MethodError(f"freeze_trainable_modules: {method.freeze_trainable_modules} matched no parameter")

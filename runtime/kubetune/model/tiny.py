@@ -108,7 +108,8 @@ def _tiny_llava(tokenizer: Any, hidden: int, layers: int, init: float) -> tuple[
     text = tiny_config("llama", len(tokenizer), hidden_size=hidden, layers=layers, intermediate_size=2 * hidden,
                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     text.initializer_range = init
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
                          vision_feature_select_strategy="default", vision_feature_layer=-1,
                          tie_word_embeddings=False)
     images = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
