@@ -30,8 +30,10 @@ def row(question: str, images: list[str]) -> dict:
 def test_rows_keep_their_images_and_placeholders_must_match():
     example = convert_row(row("<image>What colour?", ["a.png"]), SHAREGPT, "sft")
     assert example.images == ["a.png"] and example.messages[0]["content"] == "<image>What colour?"
-    with pytest.raises(DataFormatError, match=r"images: the messages hold 2 <image> placeholder\(s\) for 1 image"):
+    with pytest.raises(DataFormatError, match=r"the messages hold 2 <image> placeholder\(s\) for 1 image") as err:
         convert_row(row("<image><image>Same?", ["a.png"]), SHAREGPT, "sft")
+    assert err.value.field == "images"
+    assert str(err.value.at("d.json", 3)).startswith("d.json:row 3: images: the messages hold 2")
     with pytest.raises(DataFormatError, match=r"hold 1 <image> placeholder\(s\) for 0 image"):
         convert_row(row("<image>What colour?", []), SHAREGPT, "sft")
     alpaca = DatasetAttr(file_name="x.json", columns={"images": "pics"})
@@ -48,7 +50,8 @@ def test_remote_and_escaping_image_paths_are_refused():
     with pytest.raises(MediaError, match="leads outside media_dir"):
         check_image_refs(["../secret.png"], "images")
     with pytest.raises(DataFormatError, match="images are used by stage sft only"):
-        convert_row({**row("<image>q", ["a.png"]), "chosen": "a", "rejected": "b"},
+        convert_row({"messages": [{"role": "user", "content": "<image>q"}], "images": ["a.png"],
+                     "chosen": "a", "rejected": "b"},
                     SHAREGPT.model_copy(update={"ranking": True}), "dpo")
 
 
@@ -142,7 +145,7 @@ def test_truncated_images_and_text_only_models_are_refused(qwen2_vl, tmp_path, t
     flat = {"model_name_or_path": str(qwen2_vl), "stage": "sft", "dataset": "d", "dataset_dir": str(tmp_path),
             "template": "qwen2_vl", "cutoff_len": 24, "tokenized_cache_dir": str(tmp_path / "cache"),
             "output_dir": str(tmp_path / "o")}
-    with pytest.raises(DataFormatError, match=r"cutoff_len: cutoff_len 24 cuts .* of 16 image tokens"):
+    with pytest.raises(DataFormatError, match=r"cutoff_len 24 cuts 16 of 16 image tokens .*p0.png.*raise cutoff_len"):
         build_datasets(config_from_flat(flat), processor.tokenizer, processor=processor)
     flat |= {"cutoff_len": 128, "template": "qwen"}
     with pytest.raises(DataFormatError, match="is not a vision-language model"):
