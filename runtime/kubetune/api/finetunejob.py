@@ -105,6 +105,10 @@ class DatasetColumns(KubeModel):
     rejected: str | None = Field(None, max_length=128, description="Preference data: the dispreferred answer.")
     kto_tag: str | None = Field(None, max_length=128, description="KTO data: boolean column, true = desirable.")
     text: str | None = Field(None, max_length=128, description="text format: the text column (default text).")
+    images: str | None = Field(
+        None, max_length=128,
+        description="sft with a vision-language model: column listing image paths, one <image> placeholder each.",
+    )
 
 
 class DatasetTags(KubeModel):

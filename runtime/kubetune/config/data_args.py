@@ -26,6 +26,7 @@ class DatasetColumns(ConfigGroup):
     rejected: str | None = Field(None, description="Preference data: the dispreferred answer.")
     kto_tag: str | None = Field(None, description="KTO data: boolean column, true = desirable.")
     text: str | None = Field(None, description="text format: the text column (default text).")
+    images: str | None = Field(None, description="Image paths column (relative to media_dir), one <image> each.")
 
 
 class DatasetTags(ConfigGroup):
@@ -77,6 +78,9 @@ class DataConfig(ConfigGroup):
     dataset_info: dict[str, DatasetAttr] | None = Field(
         None, description="Registry entries given inline (kubetune); they win over dataset_dir/dataset_info.json."
     )
+    media_dir: str | None = Field(None, description="Where relative image paths start (default dataset_dir).")
+    image_max_pixels: int = Field(768 * 768, ge=1, description="Larger images are scaled down to this many pixels.")
+    image_min_pixels: int = Field(32 * 32, ge=1, description="Smaller images are scaled up to this many pixels.")
     cutoff_len: int = Field(2048, ge=4, description="Maximum tokens per example.")
     train_on_prompt: bool = Field(False, description="Also compute the loss on prompt tokens.")
     mask_history: bool = Field(False, description="Train on the last assistant turn only.")
@@ -126,6 +130,9 @@ class DataConfig(ConfigGroup):
                              f"{len(self.dataset)} datasets")
         if self.interleave_probs and abs(sum(self.interleave_probs) - 1.0) > 1e-6:
             raise ValueError("interleave_probs must sum to 1")
+        if self.image_min_pixels > self.image_max_pixels:
+            raise ValueError(f"image_min_pixels {self.image_min_pixels} exceeds image_max_pixels "
+                             f"{self.image_max_pixels}")
         if self.neat_packing and self.packing is False:
             raise ValueError("neat_packing needs packing (leave packing unset or true)")
         return self

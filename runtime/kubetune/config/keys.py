@@ -60,8 +60,8 @@ UNSUPPORTED: dict[str, str] = {
     **dict.fromkeys(("new_special_tokens_config", "init_special_tokens"), "semantic init of new tokens"),
     **dict.fromkeys(("offload_folder", "quantization_device_map", "print_param_status", "use_v1_kernels"),
                     "this loading option"),
-    **dict.fromkeys(("media_dir", "crop_to_patches", "use_audio_in_video", "freeze_vision_tower",
-                     "freeze_multi_modal_projector", "freeze_language_model"), "multimodal training"),
+    **dict.fromkeys(("crop_to_patches", "use_audio_in_video", "image_do_pan_and_scan"),
+                    "this multimodal processor option (Qwen2-VL and LLaVA style models take none)"),
     **dict.fromkeys(("streaming", "buffer_size"), "streaming datasets"),
     **dict.fromkeys(("eval_num_beams", "generation_max_length", "generation_num_beams",
                      "generation_config", "sortish_sampler", "compute_accuracy"),
@@ -91,8 +91,8 @@ UNSUPPORTED: dict[str, str] = {
 UNSUPPORTED_PREFIXES: dict[str, str] = {
     "galore_": "GaLore optimizer", "apollo_": "APOLLO optimizer", "badam_": "BAdam optimizer",
     "swanlab_": "SwanLab logging", "profiler_": "the built-in profiler", "kt_": "KTransformers",
-    "sglang_": "SGLang", "image_": "multimodal training", "video_": "multimodal training",
-    "audio_": "multimodal training", "export_": "export keys in a training config",
+    "sglang_": "SGLang", "video_": "video training (images only)",
+    "audio_": "audio training (images only)", "export_": "export keys in a training config",
 }
 
 

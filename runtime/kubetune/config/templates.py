@@ -8,11 +8,12 @@ from __future__ import annotations
 
 FAMILIES: tuple[str, ...] = (
     "default", "empty", "llama3", "llama3_1", "llama2", "mistral", "ministral", "mistral_small", "qwen", "qwen3",
-    "qwen3_nothink", "chatml", "gemma", "phi", "glm4", "chatglm3", "deepseek3", "deepseekr1", "deepseek",
+    "qwen3_nothink", "chatml", "gemma", "phi", "glm4", "chatglm3", "deepseek3", "deepseekr1", "deepseek", "qwen2_vl",
+    "llava",
 )
 ALIASES = {"qwen2": "qwen", "qwen2_5": "qwen", "phi3": "phi", "phi4_mini": "phi", "llama3_2": "llama3_1",
            "llama3_3": "llama3_1", "deepseekv3": "deepseek3", "yi": "chatml", "gemma2": "gemma", "gemma3": "gemma",
-           "mistral_nemo": "ministral", "mistral_small3": "mistral_small"}
+           "mistral_nemo": "ministral", "mistral_small3": "mistral_small", "qwen2_5_vl": "qwen2_vl"}
 
 
 def template_names() -> list[str]:

@@ -1,7 +1,9 @@
 """build_datasets: from a RuntimeConfig to ready-to-train datasets and a collator, tokenized once and cached.
 
 pt/sft: datasets of ``input_ids``, ``labels`` (-100 where no loss) and, when packed neatly, ``position_ids``;
-the collator pads (PaddingCollator) or flattens (FlatteningCollator, neat_packing).
+the collator pads (PaddingCollator) or flattens (FlatteningCollator, neat_packing). With a vision-language
+processor, sft rows also carry ``images`` (file paths; their ``<image>`` placeholders already expanded into the
+model's image tokens) and the MultimodalCollator adds the pixel inputs per batch.
 rm/dpo/kto: datasets of preference rows in TRL's conversational format (see tokenize.preference_row); the
 collator is None (the preference trainers bring theirs).
 """
@@ -17,9 +19,10 @@ from typing import Any
 
 from kubetune.config.runtime import RuntimeConfig
 from kubetune.data.cache import cache_dir, cache_key
-from kubetune.data.collators import FlatteningCollator, PaddingCollator
+from kubetune.data.collators import FlatteningCollator, MultimodalCollator, PaddingCollator
 from kubetune.data.distributed import main_process_first
 from kubetune.data.formats import DataFormatError, Example
+from kubetune.data.media import MediaError, expand_example
 from kubetune.data.mixing import mix, split_eval
 from kubetune.data.packing import chunk, pack_bins
 from kubetune.data.sources import DatasetSource, load_examples, resolve_sources
@@ -63,7 +66,7 @@ def _load(sources: list[DatasetSource], cfg: RuntimeConfig, stage: str, stats: D
 
 
 def _tokenize(examples: list[Example], cfg: RuntimeConfig, stage: str, tokenizer: Any,
-              stats: DataStats) -> list[dict[str, list[int]]]:
+              stats: DataStats, processor: Any = None) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm  # disable=None: a bar on a terminal only, never redrawn into a log
 
     data = cfg.data
@@ -83,27 +86,59 @@ def _tokenize(examples: list[Example], cfg: RuntimeConfig, stage: str, tokenizer
         for e in tqdm(examples, desc="tokenizing", unit="example", disable=None):
             if data.default_system is not None and e.system is None:
                 e.system = data.default_system
-            row = encode_example(e, template, tokenizer, settings, enable_thinking=data.enable_thinking is not False)
+            paths = _expand_images(e, cfg, template, processor)
+            row: dict[str, Any] = encode_example(e, template, tokenizer, settings,
+                                                 enable_thinking=data.enable_thinking is not False)
+            if processor is not None:
+                _check_image_tokens(row, e, processor, cfg)
+                row["images"] = paths
             if any(label != IGNORE_INDEX for label in row["labels"]):
                 rows.append(row)
             else:
                 stats.dropped_examples += 1  # nothing left to learn after truncation
+    if data.packing and any(r.get("images") for r in rows):
+        raise DataFormatError("packing is not supported with images; set packing: false", field="packing")
     if data.packing:
         packed = pack_bins(rows, data.cutoff_len)
         return packed if data.neat_packing else [{k: r[k] for k in ("input_ids", "labels")} for r in packed]
     return rows
 
 
+def _expand_images(example: Example, cfg: RuntimeConfig, template: Any, processor: Any) -> list[str]:
+    """Replace the example's ``<image>`` placeholders with the model's image tokens; returns the image paths."""
+    if not example.images:
+        return []
+    if processor is None:
+        raise DataFormatError(f"rows have images but {cfg.model.model_name_or_path} is not a vision-language model "
+                              "(its config has no vision_config)", field="images")
+    try:
+        return expand_example(example, template, processor, cfg.data.media_dir or cfg.data.dataset_dir,
+                              cfg.data.image_max_pixels, cfg.data.image_min_pixels)
+    except MediaError as exc:
+        raise DataFormatError(str(exc), field="images") from None
+
+
+def _check_image_tokens(row: dict[str, Any], example: Example, processor: Any, cfg: RuntimeConfig) -> None:
+    """Truncation must not cut image tokens: the vision features would not match them."""
+    wanted = sum(m["content"].count(processor.image_token) for m in example.messages)
+    kept = row["input_ids"].count(processor.image_token_id)
+    if kept != wanted:
+        raise DataFormatError(f"cutoff_len {cfg.data.cutoff_len} cuts {wanted - kept} of {wanted} image tokens "
+                              f"of a conversation with images {example.images}; raise cutoff_len or lower "
+                              "image_max_pixels", field="cutoff_len")
+
+
 def _prepare(cfg: RuntimeConfig, stage: str, tokenizer: Any, train_src: list[DatasetSource],
-             eval_src: list[DatasetSource], stats: DataStats) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+             eval_src: list[DatasetSource], stats: DataStats,
+             processor: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     examples = _load(train_src, cfg, stage, stats)
     train_ex, eval_ex = split_eval(examples, cfg.data.val_size, cfg.training.seed)
     if eval_src:
         eval_ex = _load(eval_src, cfg, stage, stats)
     if stage in ("rm", "dpo", "kto", "ppo", "grpo"):
         return [preference_row(e) for e in train_ex], [preference_row(e) for e in eval_ex]
-    return (_tokenize(train_ex, cfg, stage, tokenizer, stats),
-            _tokenize(eval_ex, cfg, stage, tokenizer, stats) if eval_ex else [])
+    return (_tokenize(train_ex, cfg, stage, tokenizer, stats, processor),
+            _tokenize(eval_ex, cfg, stage, tokenizer, stats, processor) if eval_ex else [])
 
 
 def _save(path: Any, train: Any, eval_: Any, stats: DataStats) -> None:
@@ -126,8 +161,12 @@ def _from_cache(path: Any) -> tuple[Any, Any, DataStats]:
     return load_from_disk(str(path / "train")), eval_, stats
 
 
-def build_datasets(cfg: RuntimeConfig, tokenizer: Any, stage: str | None = None) -> DatasetBundle:
+def build_datasets(cfg: RuntimeConfig, tokenizer: Any, stage: str | None = None,
+                   processor: Any = None) -> DatasetBundle:
     """Datasets and collator for ``stage`` (default ``cfg.stage``); see the module docstring for their shape.
+
+    ``processor``: a vision-language model's processor (kubetune.model.vision.load_processor); rows with images
+    need one.
 
     Tokenized results are cached under a key of (data files, registry entries, tokenizer, template, settings);
     with several processes the main one (per node unless data_shared_file_system) prepares, the others load.
@@ -138,14 +177,14 @@ def build_datasets(cfg: RuntimeConfig, tokenizer: Any, stage: str | None = None)
     stage = stage or cfg.stage
     train_src = resolve_sources(cfg.data.dataset or [], cfg.data)
     eval_src = resolve_sources(cfg.data.eval_dataset or [], cfg.data)
-    path = cache_dir(cfg, cache_key(cfg, stage, train_src, eval_src, tokenizer))
+    path = cache_dir(cfg, cache_key(cfg, stage, train_src, eval_src, tokenizer, processor))
     with main_process_first(local=not cfg.data.data_shared_file_system) as main:
         if (path / "stats.json").exists() and not (cfg.data.overwrite_cache and main):
             train, eval_, stats = _from_cache(path)
             stats.from_cache = True
         else:
             stats = DataStats(cache_path=str(path))
-            train_rows, eval_rows = _prepare(cfg, stage, tokenizer, train_src, eval_src, stats)
+            train_rows, eval_rows = _prepare(cfg, stage, tokenizer, train_src, eval_src, stats, processor)
             if not train_rows:
                 raise DataFormatError(f"no training examples left from {', '.join(cfg.data.dataset or [])} "
                                       f"({stats.dropped_examples} had no answer token left within cutoff_len "
@@ -160,7 +199,7 @@ def build_datasets(cfg: RuntimeConfig, tokenizer: Any, stage: str | None = None)
     skipped = sum(stats.skipped_rows.values())
     if skipped:
         log.warning("skipped %d malformed rows: %s", skipped, stats.skipped_rows)
-    return DatasetBundle(train, eval_, _collator(cfg, stage, tokenizer), stats)
+    return DatasetBundle(train, eval_, _collator(cfg, stage, tokenizer, processor), stats)
 
 
 def eval_examples(cfg: RuntimeConfig, stage: str | None = None) -> list[Example]:
@@ -175,10 +214,13 @@ def eval_examples(cfg: RuntimeConfig, stage: str | None = None) -> list[Example]
                       cfg.data.val_size, cfg.training.seed)[1]
 
 
-def _collator(cfg: RuntimeConfig, stage: str, tokenizer: Any) -> Any:
+def _collator(cfg: RuntimeConfig, stage: str, tokenizer: Any, processor: Any = None) -> Any:
     if stage not in ("pt", "sft"):
         return None
     if cfg.data.neat_packing:
         return FlatteningCollator()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if processor is not None and stage == "sft":
+        return MultimodalCollator(PaddingCollator(pad_token_id=pad), processor, cfg.data.image_max_pixels,
+                                  cfg.data.image_min_pixels)
     return PaddingCollator(pad_token_id=pad)

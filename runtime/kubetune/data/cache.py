@@ -15,7 +15,8 @@ CACHE_VERSION = 1
 # Data settings that change the tokenized result.
 KEYED_DATA_SETTINGS = ("template", "cutoff_len", "train_on_prompt", "mask_history", "mix_strategy",
                        "interleave_probs", "max_samples", "val_size", "packing", "neat_packing", "tool_format",
-                       "default_system", "enable_thinking", "bad_rows")
+                       "default_system", "enable_thinking", "bad_rows", "media_dir", "image_max_pixels",
+                       "image_min_pixels")
 
 
 def _fingerprint(source: DatasetSource) -> dict[str, Any]:
@@ -36,15 +37,18 @@ def _tokenizer_id(tokenizer: Any) -> str:
 
 
 def cache_key(cfg: RuntimeConfig, stage: str, train: list[DatasetSource], evals: list[DatasetSource],
-              tokenizer: Any) -> str:
+              tokenizer: Any, processor: Any = None) -> str:
     """A hash of everything the tokenized datasets depend on: data files (path, size, mtime), their registry
-    entries, the tokenizer, the template and the data settings."""
+    entries, the tokenizer, the image processor (it sets the image token counts), the template and the data
+    settings. Image files are referenced by path: replacing one under the same name needs overwrite_cache."""
     parts = {
         "version": CACHE_VERSION, "stage": stage, "seed": cfg.training.seed,
         "train": [_fingerprint(s) for s in train], "eval": [_fingerprint(s) for s in evals],
         "data": cfg.data.model_dump(mode="json", include=set(KEYED_DATA_SETTINGS)),
         "tokenizer": _tokenizer_id(tokenizer),
     }
+    if processor is not None:
+        parts["image_processor"] = processor.image_processor.to_json_string()
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -57,6 +57,37 @@ def packed_example(feature: dict[str, Any]) -> tuple[list[int], list[int], list[
 
 
 @dataclass
+class MultimodalCollator:
+    """Pads like :class:`PaddingCollator` and turns each example's ``images`` (file paths) into the processor's
+    pixel inputs (``pixel_values``, and ``image_grid_thw`` / ``mm_token_type_ids`` for Qwen2-VL style models).
+
+    Images are read and scaled to the pixel bounds here, per batch, exactly as the token counts were computed
+    when tokenizing (kubetune.data.media), so features and image tokens match.
+    """
+
+    padding: PaddingCollator
+    processor: Any
+    max_pixels: int
+    min_pixels: int
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        from kubetune.data.media import load_image
+
+        batch = self.padding(features)
+        paths = [p for f in features for p in (f.get("images") or [])]
+        if not paths:
+            return batch
+        images = [load_image(p, self.max_pixels, self.min_pixels) for p in paths]
+        batch.update(self.processor.image_processor(images=images, return_tensors="pt"))
+        if getattr(self.processor, "return_mm_token_type_ids", False):
+            types = self.processor.create_mm_token_type_ids(batch["input_ids"].tolist())
+            batch["mm_token_type_ids"] = torch.tensor(types, dtype=torch.long)
+        return batch
+
+
+@dataclass
 class FlatteningCollator:
     """Concatenates the micro-batch into one row with restarting ``position_ids`` and no padding.
 

@@ -8,6 +8,7 @@ Example shapes by stage:
 - kto: ``messages`` end with the assistant completion; ``label`` is true for desirable completions.
 Messages are ``{"role": "user"|"assistant"|"tool", "content": str}`` and assistant messages may carry
 ``tool_calls: [{"name", "arguments"}]`` (arguments a JSON string).
+``images`` (sft only) lists the row's image files, one ``<image>`` placeholder each in the messages, in order.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune.config.data_args import DatasetAttr
+from kubetune.data.media import MediaError, check_image_refs, check_placeholder_count
 
 
 class DataFormatError(ValueError):
@@ -42,6 +44,7 @@ class Example:
     chosen: dict[str, Any] | None = None
     rejected: dict[str, Any] | None = None
     label: bool | None = None
+    images: list[str] = field(default_factory=list)
 
 
 ALPACA = {"prompt": "instruction", "query": "input", "response": "output"}
@@ -231,11 +234,28 @@ def from_text(row: dict[str, Any], attr: DatasetAttr, stage: str) -> Example:
 CONVERTERS = {"alpaca": from_alpaca, "sharegpt": from_sharegpt, "openai": from_sharegpt, "text": from_text}
 
 
+def _images(row: dict[str, Any], attr: DatasetAttr, stage: str, example: Example) -> list[str]:
+    """The row's image paths (columns.images), checked against its ``<image>`` placeholders."""
+    column = _col(attr, "images")
+    if column is None:
+        return []
+    try:
+        images = check_image_refs(row.get(column) or [], column)
+        if images and stage != "sft":
+            raise MediaError(f"images are used by stage sft only, not {stage}")
+        if stage == "sft":
+            check_placeholder_count(example.messages, images)
+    except MediaError as exc:
+        raise DataFormatError(str(exc), field=column) from None
+    return images
+
+
 def convert_row(row: Any, attr: DatasetAttr, stage: str) -> Example:
     """Normalise one row; raises DataFormatError naming the field (callers add file and row)."""
     if not isinstance(row, dict):
         raise DataFormatError(f"expected an object per row, got {type(row).__name__}")
     example = CONVERTERS[attr.formatting](row, attr, stage)
+    example.images = _images(row, attr, stage, example)
     if stage == "kto" and example.label is None:
         raise DataFormatError("stage kto needs a kto_tag column (columns.kto_tag in dataset_info.json)")
     if stage in ("rm", "dpo") and example.chosen is None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from kubetune.model.vision import freeze_parts, frozen_parts, is_vision_language, part_of
+
 if TYPE_CHECKING:
     from kubetune.config import MethodConfig, ModelConfig
 
@@ -43,8 +45,11 @@ def describe_parameters(model: nn.Module) -> str:
 
 def decoder_layers_prefix(model: nn.Module) -> str:
     """Dotted name of the ModuleList holding the decoder layers (``model.layers`` for Llama/Qwen2)."""
-    layers = getattr(model.config, "num_hidden_layers", None)
+    config: Any = model.config  # a transformers config (torch types module attributes as Tensor | Module)
+    layers = config.get_text_config().num_hidden_layers
     for name, module in model.named_modules():
+        if part_of(name) in ("vision_tower", "projector"):
+            continue
         if isinstance(module, nn.ModuleList) and len(module) == layers:
             return name
     raise MethodError("finetuning_type freeze: cannot find the decoder layers of this model")
@@ -97,6 +102,35 @@ def lora_targets(model: nn.Module, target: list[str]) -> list[str]:
     return sorted(names)
 
 
+def vision_lora_targets(names: Iterable[str], target: list[str], frozen: set[str]) -> list[str]:
+    """Full names of a vision-language model's linear modules that LoRA adapts: those of the parts not frozen,
+    except the projector (trained whole, see :func:`vision_modules_to_save`) and the output head.
+
+    ``names`` are the linear modules' names; ``target`` is lora_target (``all`` or module names).
+    """
+    chosen = []
+    for name in names:
+        part = part_of(name)
+        if part is None or part == "projector" or part in frozen or name.split(".")[-1] in HEADS:
+            continue
+        if "all" in target or name.split(".")[-1] in target:
+            chosen.append(name)
+    if not chosen:
+        raise MethodError(f"lora_target: {','.join(target)} matched no module of the parts that train "
+                          f"(frozen: {', '.join(sorted(frozen)) or 'none'})")
+    return chosen
+
+
+def vision_modules_to_save(method: MethodConfig) -> list[str]:
+    """The projector trains whole when freeze_multi_modal_projector is off (LLaMA-Factory does the same)."""
+    return [] if method.freeze_multi_modal_projector else ["multi_modal_projector", "merger"]
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt")]
+
+
 def _upcast_trainable(model: nn.Module) -> None:
     # Mixed-precision training keeps master weights in fp32: the optimizer state of bf16 weights loses updates.
     for param in model.parameters():
@@ -106,9 +140,11 @@ def _upcast_trainable(model: nn.Module) -> None:
 
 def apply_full(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig, *, trainable: bool,
                task: str = "causal_lm") -> nn.Module:
-    del method, model_cfg, task
+    del model_cfg, task
     for param in model.parameters():
         param.requires_grad_(trainable)
+    if is_vision_language(model.config):
+        freeze_parts(model, method)
     if trainable:
         _upcast_trainable(model)
     return model
@@ -119,14 +155,17 @@ def apply_freeze(model: nn.Module, method: MethodConfig, model_cfg: ModelConfig,
     del model_cfg
     prefix = decoder_layers_prefix(model)
     names = [n for n, _ in model.named_parameters()]
-    config: Any = model.config  # a transformers config (torch types module attributes as Tensor | Module)
-    chosen = freeze_trainable(names, prefix, config.num_hidden_layers, method.freeze_trainable_layers,
+    config: Any = model.config
+    layers = config.get_text_config().num_hidden_layers
+    chosen = freeze_trainable(names, prefix, layers, method.freeze_trainable_layers,
                               method.freeze_trainable_modules, method.freeze_extra_modules)
     if not chosen:
         raise MethodError(f"freeze_trainable_modules: {method.freeze_trainable_modules} matched no parameter")
     for name, param in model.named_parameters():
         head = task == "seq_cls" and name.split(".")[0] in HEADS  # a new reward head always trains
         param.requires_grad_(trainable and (name in chosen or head))
+    if is_vision_language(model.config):
+        freeze_parts(model, method)
     if trainable:
         _upcast_trainable(model)
     return model
@@ -138,14 +177,18 @@ def _lora_config(model: nn.Module, method: MethodConfig, task: str = "causal_lm"
     init: bool | str = True
     if method.pissa_init:
         init = "pissa" if method.pissa_iter == -1 else f"pissa_niter_{method.pissa_iter}"
+    targets, to_save = lora_targets(model, method.lora_target), list(method.additional_target or [])
+    if is_vision_language(model.config):
+        targets = vision_lora_targets(_linear_names(model), method.lora_target, frozen_parts(method))
+        to_save += vision_modules_to_save(method)
     return LoraConfig(
         # SEQ_CLS makes peft train and save the score head with the adapter (reward models).
         task_type=TaskType.SEQ_CLS if task == "seq_cls" else TaskType.CAUSAL_LM,
         r=method.lora_rank,
         lora_alpha=method.lora_alpha or 2 * method.lora_rank,
         lora_dropout=method.lora_dropout,
-        target_modules=lora_targets(model, method.lora_target),
-        modules_to_save=method.additional_target,
+        target_modules=targets,
+        modules_to_save=to_save or None,
         use_rslora=method.use_rslora,
         use_dora=method.use_dora,
         # PEFT's Literal spells the pattern "pissa_niter_[number of iters]"; the value is pissa_niter_<n>

@@ -10,8 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import import_utils
+
+from kubetune.model.vision import is_vision_language, model_config
 
 if TYPE_CHECKING:
     from kubetune.config import MethodConfig, ModelConfig
@@ -109,10 +117,13 @@ def load_model(model: ModelConfig, method: MethodConfig, *, precision: str, grad
         precision: auto, bf16, fp16 or fp32 (resolved with :func:`machine_precision`).
         gradient_checkpointing: recompute activations in the backward pass to save memory.
         local_rank: this process's GPU, where quantized weights must be placed.
-        auto_class: the transformers auto class (default AutoModelForCausalLM; reward models use
-            AutoModelForSequenceClassification) and ``model_kwargs`` extra config values for it (``num_labels``).
+        auto_class: the transformers auto class (default AutoModelForCausalLM, or AutoModelForImageTextToText for
+            a vision-language model; reward models use AutoModelForSequenceClassification) and ``model_kwargs``
+            extra config values for it (``num_labels``).
     """
-    auto_class = auto_class or AutoModelForCausalLM
+    if auto_class is None:
+        vision = is_vision_language(model_config(model))
+        auto_class = AutoModelForImageTextToText if vision else AutoModelForCausalLM
     cuda = torch.cuda.is_available()
     dtype = DTYPES[machine_precision(precision)]
     quant = quantization_config(method, dtype, import_utils.is_bitsandbytes_available(), cuda)

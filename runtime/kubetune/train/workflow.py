@@ -17,6 +17,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from kubetune.model.adapters import apply_method, count_parameters
 from kubetune.model.loader import decoder_layer_classes, load_model, load_tokenizer
+from kubetune.model.vision import load_processor
 from kubetune.train.arguments import precision_of, training_arguments
 from kubetune.train.checkpoints import global_step_of
 from kubetune.train.context import TrainContext, TrainResult, last_logged_loss
@@ -73,6 +74,7 @@ class PreparedRun:
     tokenizer: Any
     bundle: Any  # kubetune.data.bundle.DatasetBundle
     fsdp_layers: list[str]
+    processor: Any = None  # a vision-language model's processor (saved with the artifact), else None
 
 
 def prepare_run(cfg: RuntimeConfig, config_cls: type[Any] | None = None, **extra: Any) -> PreparedRun:
@@ -93,8 +95,10 @@ def prepare_run(cfg: RuntimeConfig, config_cls: type[Any] | None = None, **extra
     set_seed(args.seed)  # adapters are initialised before the Trainer seeds anything
 
     tokenizer = load_tokenizer(cfg.model)
-    bundle = build_datasets(cfg, tokenizer, cfg.stage)  # tokenizes on the main process, the others read its cache
-    return PreparedRun(args, output_dir, resume, tokenizer, bundle, layers)
+    processor = load_processor(cfg.model, tokenizer) if cfg.stage == "sft" else None
+    # tokenizes on the main process, the others read its cache
+    bundle = build_datasets(cfg, tokenizer, cfg.stage, processor=processor)
+    return PreparedRun(args, output_dir, resume, tokenizer, bundle, layers, processor)
 
 
 def load_trainable(cfg: RuntimeConfig, run: PreparedRun, task: str = "causal_lm", **model_kwargs: Any) -> Any:
@@ -213,7 +217,7 @@ def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     model = load_trainable(cfg, run)
     trainer = KubetuneTrainer(
         model=model, args=run.args, train_dataset=run.bundle.train, eval_dataset=run.bundle.eval,
-        data_collator=collator_for(cfg, run, model), processing_class=run.tokenizer,
+        data_collator=collator_for(cfg, run, model), processing_class=run.processor or run.tokenizer,
         loraplus=cfg.method if cfg.method.loraplus_lr_ratio else None,
     )
     return train_and_save(trainer, cfg, ctx, run, len(run.bundle.train))

@@ -69,6 +69,11 @@ TABLE: tuple[Template, ...] = (
     Template("qwen3", **CHATML, **QWEN_TOOLS, thinking=True),
     Template("qwen3_nothink", **CHATML, **QWEN_TOOLS),
     Template("chatml", **CHATML),
+    Template("qwen2_vl", **CHATML, default_system="You are a helpful assistant.", mm_plugin="qwen2_vl"),
+    Template("llava", system="{content}", user="USER: {content} ASSISTANT:", assistant="{content}{eos}",
+             default_system="A chat between a curious user and an artificial intelligence assistant. "
+                            "The assistant gives helpful, detailed, and polite answers to the user's questions.",
+             mm_plugin="llava"),
     Template("gemma", prefix="<bos>",
              first_user="<start_of_turn>user\n{system}\n\n{content}<end_of_turn>\n<start_of_turn>model\n",
              user="<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n",

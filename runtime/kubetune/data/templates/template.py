@@ -66,6 +66,7 @@ class Template:
     efficient_eos: bool = False
     tool_format: str | None = None
     thinking: bool = False
+    mm_plugin: str | None = None  # how images enter the text (kubetune.data.media.PLUGINS); None = text only
     jinja: str = ""
 
     # ---- rendering (pure) ----
