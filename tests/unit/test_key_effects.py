@@ -507,7 +507,6 @@ CHECKS: dict[str, Effect | Refusal] = {
     # preference
     "pref_beta": Effect(0.5, dpo_settings, P(stage="dpo")),
     "pref_ftx": Effect(0.5, dpo_settings, P(stage="dpo")),
-    "pref_bco_weight": Refusal(0.5, base=P(stage="dpo")),
     "pref_loss": Effect("hinge", dpo_settings, P(stage="dpo")),
     "dpo_label_smoothing": Effect(0.1, dpo_settings, P(stage="dpo")),
     "simpo_gamma": Effect(1.0, dpo_settings, P(stage="dpo", pref_loss="simpo")),
@@ -516,9 +515,7 @@ CHECKS: dict[str, Effect | Refusal] = {
     "kto_rejected_weight": Effect(2.0, kto_settings, P(stage="kto", per_device_train_batch_size=2)),
     "ref_model": Effect("<other>", reference, P(stage="dpo")),
     "ref_model_adapters": Effect("<adapter>", reference, P(stage="dpo", ref_model="<model>")),
-    "ref_model_quantization_bit": Refusal(4, base=P(stage="dpo")),
     "reward_model": Effect("http://127.0.0.1:2/score", reward_scorer, PPO),
-    "reward_model_quantization_bit": Refusal(4, base=PPO),
     "reward_model_type": Refusal("full", reward_kind, P(stage="ppo", reward_model="<adapter>")),
     "ppo_buffer_size": Effect(2, ppo_settings, PPO),
     "ppo_epochs": Effect(2, ppo_settings, PPO),
@@ -597,7 +594,7 @@ REFUSED_VALUES: dict[str, Any] = {
     "ignore_pad_token_for_loss": False, "preserve_thinking": True, "tool_format": "qwen", "pissa_convert": True,
     "reward_model_adapters": "<adapter>", "remove_unused_columns": True,
     "gradient_checkpointing_kwargs": {"use_reentrant": False}, "activation_checkpointing_kwargs": {"x": 1},
-    "do_train": False,
+    "do_train": False, "pref_bco_weight": 0.5, "ref_model_quantization_bit": 4, "reward_model_quantization_bit": 8,
 }
 CHECKS |= {key: Refusal(value) for key, value in REFUSED_VALUES.items()}
 
@@ -690,3 +687,11 @@ def test_key_changes_behaviour_or_is_refused(key, env):
 
 def test_key_table_covers_the_groups_and_transformers_keys():
     assert set(KEY_GROUP) | HF_TRAINING_KEYS <= set(known_keys())
+
+
+def test_the_docs_key_lists_are_rendered_from_the_tables():
+    from kubetune.config.key_lists import key_lists_markdown
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "llamafactory.md").read_text()
+    lists = text.split("<!-- keys:begin -->\n")[1].split("<!-- keys:end -->")[0]
+    assert lists == key_lists_markdown()

@@ -106,6 +106,9 @@ DEFAULT_ONLY: dict[str, tuple[Any, str]] = {
                           "serving"),
     "pissa_convert": (False, "PiSSA adapters are saved as trained; kubetune export merges them into the model"),
     "reward_model_adapters": (None, "the reward model is loaded as it is; merge its adapters first (kubetune export)"),
+    "pref_bco_weight": (0.0, "the BCO loss mixed into DPO is not supported"),
+    "ref_model_quantization_bit": (None, "frozen models are loaded in the training precision"),
+    "reward_model_quantization_bit": (None, "frozen models are loaded in the training precision"),
     "remove_unused_columns": (False, "kubetune's collators need every column of the tokenized data"),
     "gradient_checkpointing_kwargs": (None, "gradient checkpointing is configured by use_reentrant_gc"),
     "activation_checkpointing_kwargs": (None, "gradient checkpointing is configured by use_reentrant_gc"),
@@ -147,7 +150,10 @@ def refused_value(key: str, value: Any) -> str | None:
     if key not in DEFAULT_ONLY:
         return None
     only, why = DEFAULT_ONLY[key]
-    same = value == only and type(value) is type(only) or (isinstance(only, float) and value == only)
+    if isinstance(only, bool) or isinstance(value, bool):
+        same = value is only
+    else:
+        same = value == only and (isinstance(value, int | float) or type(value) is type(only))
     return None if same else f"{key}: kubetune accepts only {only!r} (got {value!r}): {why}"
 
 
