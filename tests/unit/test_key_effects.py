@@ -158,8 +158,8 @@ def logits(cfg: RuntimeConfig, env: Env) -> tuple[str, float]:
 
 def embedding_rows(cfg: RuntimeConfig, env: Env) -> tuple[int, int, tuple[str, ...]]:
     tokenizer, model = trainable(cfg, env)
-    saved = tuple(sorted(str(m) for m in (getattr(model, "peft_config", {}).get("default") and
-                                          model.peft_config["default"].modules_to_save or [])))
+    saved = tuple(sorted(str(m) for m in ((getattr(model, "peft_config", {}).get("default") and
+                                          model.peft_config["default"].modules_to_save) or [])))
     return len(tokenizer), model.get_input_embeddings().weight.shape[0], saved
 
 
@@ -230,7 +230,7 @@ def outcome(probe: Callable[[RuntimeConfig, Env], Any]) -> Callable[[RuntimeConf
     def run(cfg: RuntimeConfig, env: Env) -> Any:
         try:
             return probe(cfg, env)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
     return run
 
@@ -429,7 +429,7 @@ class Refusal:
     match: str | None = None  # default: the key
 
 
-def P(**keys: Any) -> dict[str, Any]:  # noqa: N802
+def P(**keys: Any) -> dict[str, Any]:
     return keys
 
 

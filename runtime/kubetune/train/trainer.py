@@ -16,7 +16,6 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from kubetune.config.optimizer_args import OptimizerConfig
-
 from kubetune.model.adapters import loraplus_optimizer
 from kubetune.train.callbacks import ConsoleProgressCallback, TrainerLogCallback
 from kubetune.train.checkpoints import AtomicCheckpointMixin
