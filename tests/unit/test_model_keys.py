@@ -8,11 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import LlamaConfig, MixtralConfig
+from transformers import AutoModelForCausalLM, LlamaConfig, MixtralConfig
 
 from kubetune.config import config_from_flat
 from kubetune.data import build_datasets
 from kubetune.model.loader import load_tokenizer
+from kubetune.model.merging import apply_adapters
 from kubetune.model.patches import PatchError, liger_kwargs, moe_overrides, rope_overrides
 from kubetune.model.tiny import build_tiny_model
 from kubetune.train.workflow import load_trainable
@@ -72,9 +73,19 @@ def test_new_special_tokens_get_trained_rows_saved_with_the_adapter(model_dir, t
     model(input_ids=ids, labels=ids).loss.backward()
     grads = [p.grad for n, p in model.named_parameters() if "embed_tokens" in n and p.requires_grad]
     assert grads and float(grads[0][token].abs().sum()) > 0  # the new token's row learns
+    with torch.no_grad():  # stand-in for training: the new row and the head move away from the base
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                param.add_(0.05 * torch.randn_like(param))
     model.save_pretrained(tmp_path / "adapter")
+    tokenizer.save_pretrained(tmp_path / "adapter")
     with (tmp_path / "adapter" / "adapter_config.json").open() as f:
         assert set(json.load(f)["modules_to_save"]) == {"embed_tokens", "lm_head"}
+    # export and the hf engine merge it onto the untouched base, growing its embeddings as training did
+    merged = apply_adapters(AutoModelForCausalLM.from_pretrained(model_dir), [str(tmp_path / "adapter")], [None])
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
 
 
 def test_tokenizing_in_worker_processes_gives_the_same_rows(model_dir, tmp_path):
