@@ -74,7 +74,7 @@ def test_new_special_tokens_get_trained_rows_saved_with_the_adapter(model_dir, t
     grads = [p.grad for n, p in model.named_parameters() if "embed_tokens" in n and p.requires_grad]
     assert grads and float(grads[0][token].abs().sum()) > 0  # the new token's row learns
     with torch.no_grad():  # stand-in for training: the new row and the head move away from the base
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.requires_grad:
                 param.add_(0.05 * torch.randn_like(param))
     model.save_pretrained(tmp_path / "adapter")
