@@ -93,7 +93,7 @@ def badam_optimizer(model: nn.Module, opt: OptimizerConfig, optimizer_cls: type[
         return BlockOptimizer(base_optimizer=optimizer_cls(groups, **optimizer_kwargs), named_parameters_list=named,
                               block_prefix_list=None, switch_block_every=opt.badam_switch_interval,
                               start_block=opt.badam_start_block, switch_mode=opt.badam_switch_mode,
-                              verbose=opt.badam_verbose, ds_zero3_enabled=False)
+                              verbose=opt.badam_verbose)
     from badam import BlockOptimizerRatio
 
     # The ratio mode runs its own sparse Adam: it takes the learning rate and Adam's betas and epsilon only.
