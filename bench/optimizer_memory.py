@@ -67,12 +67,10 @@ def run_one(name: str, hidden: int, layers: int, steps: int) -> dict[str, Any]:
     from kubetune.config import config_from_flat
     from kubetune.model.loader import load_tokenizer
     from kubetune.model.tiny import build_tiny_model
-    from kubetune.quiet import silence_known_deprecations
     from kubetune.train.arguments import training_arguments
     from kubetune.train.trainer import KubetuneTrainer
     from kubetune.train.workflow import load_trainable
 
-    silence_known_deprecations()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "model", hidden_size=hidden, layers=layers, heads=8, kv_heads=8,
                                      intermediate_size=hidden * 4)
@@ -112,6 +110,9 @@ def main() -> int:
     parser.add_argument("--one", choices=list(OPTIMIZERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
+        from kubetune.quiet import silence_known_deprecations
+
+        silence_known_deprecations()  # before peft imports bitsandbytes
         print(json.dumps(run_one(args.one, args.hidden, args.layers, args.steps)))
         return 0
     rows = []
