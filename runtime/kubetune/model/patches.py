@@ -91,7 +91,7 @@ def _fp32_output(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Te
     return output.to(torch.float32)
 
 
-def upcast_lmhead_output(model: nn.Module) -> bool:
+def upcast_lmhead_output(model: Any) -> bool:
     """Return the output head's logits in fp32 (upcast_lmhead_output); False when the head is not a Linear."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if not isinstance(head, nn.Linear):

@@ -38,7 +38,7 @@ def wants_resize(model: ModelConfig) -> bool:
     return bool(model.resize_vocab or model.add_tokens or model.add_special_tokens)
 
 
-def resize_embeddings(model: nn.Module, vocab_size: int, quantized: bool = False) -> int | None:
+def resize_embeddings(model: Any, vocab_size: int, quantized: bool = False) -> int | None:
     """Grow the input and output embeddings to ``vocab_size`` (rounded up to 64) when the tokenizer has more
     tokens than the embeddings have rows. Returns the new row count, or None when nothing needed resizing.
 
@@ -57,7 +57,7 @@ def resize_embeddings(model: nn.Module, vocab_size: int, quantized: bool = False
     return int(model.get_input_embeddings().weight.shape[0])
 
 
-def embedding_module_names(model: nn.Module) -> list[str]:
+def embedding_module_names(model: Any) -> list[str]:
     """Short names of the input and output embedding modules (``embed_tokens``, ``lm_head`` for Llama)."""
     wanted = [model.get_input_embeddings(), model.get_output_embeddings()]
     return sorted({name.split(".")[-1] for name, module in model.named_modules()
