@@ -6,6 +6,7 @@ by its message and module, so a new warning (or this one from our own code) stil
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -24,8 +25,30 @@ KNOWN_DEPRECATIONS: tuple[KnownWarning, ...] = (
 )
 
 
+# Loggers whose WARNING records are not ours to act on: logger name -> (message start, why).
+KNOWN_LOG_WARNINGS: dict[str, tuple[str, str]] = {
+    "bitsandbytes.backends.cpu.ops": (
+        "Failed to load CPU gemm_4bit_forward", "bitsandbytes (installed with galore-torch) looks for an optional CPU "
+        "4-bit kernel whenever peft imports it; kubetune never runs 4-bit layers on a CPU"),
+}
+
+
+class _DropKnown(logging.Filter):
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
 def silence_known_deprecations() -> None:
-    """Install an ``ignore`` filter for each of :data:`KNOWN_DEPRECATIONS` (idempotent; other warnings stay)."""
+    """Install an ``ignore`` filter for each of :data:`KNOWN_DEPRECATIONS` and a log filter for each of
+    :data:`KNOWN_LOG_WARNINGS` (idempotent; other warnings stay)."""
     for known in KNOWN_DEPRECATIONS:
         warnings.filterwarnings("ignore", message=known.message, category=known.category, module=known.module)
+    for name, (start, _why) in KNOWN_LOG_WARNINGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropKnown) for f in logger.filters):
+            logger.addFilter(_DropKnown(start))
 

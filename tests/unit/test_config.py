@@ -83,13 +83,23 @@ def test_unknown_key_names_file_line_and_suggestion(tmp_path):
 
 
 def test_unsupported_llamafactory_keys_are_listed(tmp_path):
-    path = write(tmp_path, LF_YAML + "use_galore: true\ngalore_rank: 16\nuse_unsloth: true\n")
+    path = write(tmp_path, LF_YAML + "use_muon: true\nswanlab_project: p\nuse_unsloth: true\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     messages = [str(e) for e in info.value.errors]
-    assert any("use_galore is not supported by kubetune (this optimizer)" in m for m in messages)
-    assert any("galore_rank is not supported" in m for m in messages)
-    assert any("keys not supported by kubetune: use_galore, galore_rank, use_unsloth" in m for m in messages)
+    assert any("use_muon is not supported by kubetune (this optimizer)" in m for m in messages)
+    assert any("swanlab_project is not supported" in m for m in messages)
+    assert any("keys not supported by kubetune: use_muon, swanlab_project, use_unsloth" in m for m in messages)
+
+
+def test_keys_taken_at_one_value_refuse_others(tmp_path):
+    path = write(tmp_path, LF_YAML + "infer_backend: vllm\nlow_cpu_mem_usage: false\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    by_key = {e.path: str(e) for e in info.value.errors}
+    assert set(by_key) == {"infer_backend", "low_cpu_mem_usage"}
+    assert "infer_backend: kubetune accepts only 'huggingface' (got 'vllm')" in by_key["infer_backend"]
+    assert "serve or export config" in by_key["infer_backend"]
 
 
 def test_invalid_value_and_cross_field_rules_name_the_key(tmp_path):

@@ -57,8 +57,8 @@ def test_extra_args_are_validated_as_runtime_keys():
     assert err.path == "spec.extraArgs.neftune_noise_alpa" and "did you mean neftune_noise_alpha?" in err.message
     with pytest.raises(ConfigError, match=r"spec\.extraArgs\.learning_rate: learning_rate is already set by the spec"):
         to_config(make_finetunejob(extraArgs={"learning_rate": 1e-3}))
-    with pytest.raises(ConfigError, match="use_galore is not supported"):
-        to_config(make_finetunejob(extraArgs={"use_galore": True}))
+    with pytest.raises(ConfigError, match="use_muon is not supported"):
+        to_config(make_finetunejob(extraArgs={"use_muon": True}))
 
 
 def test_references_need_resolving():

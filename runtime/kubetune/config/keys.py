@@ -7,6 +7,7 @@ The tables are data: ``KEY_GROUP`` is read off the group models' fields (every k
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -16,6 +17,7 @@ from kubetune.config.grpo_args import GrpoConfig
 from kubetune.config.hf_keys import HF_TRAINING_KEYS
 from kubetune.config.method_args import MethodConfig, PreferenceConfig
 from kubetune.config.model_args import GenerationConfig, ModelConfig
+from kubetune.config.optimizer_args import OptimizerConfig
 from kubetune.config.runtime import RunConfig
 from kubetune.config.training_args import DistributedConfig, TrainingConfig
 
@@ -30,6 +32,7 @@ GROUPS: dict[str, type[BaseModel]] = {
     "distributed": DistributedConfig,
     "run": RunConfig,
     "evaluation": EvaluationConfig,
+    "optimizer": OptimizerConfig,
 }
 TOP_LEVEL_KEYS = frozenset({"stage"})
 
@@ -68,7 +71,7 @@ UNSUPPORTED: dict[str, str] = {
                     "generation during evaluation; use kubetune eval"),
     **dict.fromkeys(("pure_bf16",), "pure bf16 training; use bf16 mixed precision"),
     **dict.fromkeys(("use_llama_pro",), "LLaMA Pro block expansion"),
-    **dict.fromkeys(("use_adam_mini", "use_muon", "use_galore", "use_apollo", "use_badam"), "this optimizer"),
+    **dict.fromkeys(("use_adam_mini", "use_muon"), "this optimizer"),
     **dict.fromkeys(("use_mca", "use_megatron_bridge", "use_hyper_parallel", "hyper_parallel_args",
                      "hyper_parallel_cp_size", "use_kt", "kt_config"), "alternative training back-ends"),
     **dict.fromkeys(("use_dft_loss", "use_asft_loss", "use_eaft_loss", "asft_alpha", "eaft_alpha"),
@@ -88,8 +91,33 @@ UNSUPPORTED: dict[str, str] = {
                      "export_quantization_maxlen", "export_legacy_format", "export_hub_model_id"),
                     "export keys in a training config; use a ModelExport or kubetune export"),
 }
+# Keys kubetune accepts (LLaMA-Factory configs set them) but only at this value: anything else would be ignored.
+# key -> (the one accepted value, what kubetune does instead).
+DEFAULT_ONLY: dict[str, tuple[Any, str]] = {
+    "low_cpu_mem_usage": (True, "transformers always loads weights without a second copy"),
+    "use_fast_tokenizer": (True, "kubetune loads the tokenizers-backed tokenizer"),
+    **{key: (default, "training generates with transformers; inference settings belong to a serve or export "
+                      "config (kubetune serve, InferenceService, ModelExport)")
+       for key, default in (("infer_backend", "huggingface"), ("infer_dtype", "auto"), ("use_kv_cache", True),
+                            ("vllm_maxlen", 4096), ("vllm_gpu_util", 0.7), ("vllm_enforce_eager", False),
+                            ("vllm_max_lora_rank", 32), ("vllm_config", None))},
+    "eval_on_each_dataset": (False, "evaluation reports one loss over all evaluation datasets"),
+    "ignore_pad_token_for_loss": (True, "padding never contributes to the loss"),
+    "preserve_thinking": (False, "templates drop the reasoning of earlier turns"),
+    "tool_format": (None, "training renders tool calls in the template's own format; tool_format applies to "
+                          "serving"),
+    "pissa_convert": (False, "PiSSA adapters are saved as trained; kubetune export merges them into the model"),
+    "reward_model_adapters": (None, "the reward model is loaded as it is; merge its adapters first (kubetune export)"),
+    "pref_bco_weight": (0.0, "the BCO loss mixed into DPO is not supported"),
+    "ref_model_quantization_bit": (None, "frozen models are loaded in the training precision"),
+    "reward_model_quantization_bit": (None, "frozen models are loaded in the training precision"),
+    "remove_unused_columns": (False, "kubetune's collators need every column of the tokenized data"),
+    "gradient_checkpointing_kwargs": (None, "gradient checkpointing is configured by use_reentrant_gc"),
+    "activation_checkpointing_kwargs": (None, "gradient checkpointing is configured by use_reentrant_gc"),
+    "do_train": (True, "kubetune train always trains"),
+}
+
 UNSUPPORTED_PREFIXES: dict[str, str] = {
-    "galore_": "GaLore optimizer", "apollo_": "APOLLO optimizer", "badam_": "BAdam optimizer",
     "swanlab_": "SwanLab logging", "profiler_": "the built-in profiler", "kt_": "KTransformers",
     "sglang_": "SGLang", "video_": "video training (images only)",
     "audio_": "audio training (images only)", "export_": "export keys in a training config",
@@ -117,6 +145,18 @@ def unsupported_reason(key: str) -> str | None:
     if key in UNSUPPORTED:
         return UNSUPPORTED[key]
     return next((why for prefix, why in UNSUPPORTED_PREFIXES.items() if key.startswith(prefix)), None)
+
+
+def refused_value(key: str, value: Any) -> str | None:
+    """Why ``value`` is refused for ``key`` (a key kubetune takes at one value only), or None when it is fine."""
+    if key not in DEFAULT_ONLY:
+        return None
+    only, why = DEFAULT_ONLY[key]
+    if isinstance(only, bool) or isinstance(value, bool):
+        same = value is only
+    else:
+        same = value == only and (isinstance(value, int | float) or type(value) is type(only))
+    return None if same else f"{key}: kubetune accepts only {only!r} (got {value!r}): {why}"
 
 
 def suggest(key: str) -> str | None:

@@ -15,7 +15,7 @@ from kubetune.api.errors import FieldError
 from kubetune.api.yamlfile import YamlFileError
 from kubetune.config.base import CommaSeparated
 from kubetune.config.files import OVERRIDES, ConfigError, parse_overrides
-from kubetune.config.keys import GROUPS, RENAMED, group_of, known_keys, suggest, unsupported_reason
+from kubetune.config.keys import GROUPS, RENAMED, group_of, known_keys, refused_value, suggest, unsupported_reason
 from kubetune.config.runtime import RuntimeConfig
 
 
@@ -30,7 +30,9 @@ def split_flat(flat: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldError
             key, invert = RENAMED[key]
             value = (not value) if invert and isinstance(value, bool) else value
         group = group_of(key)
-        if group == "":
+        if (refusal := refused_value(key, value)) is not None:
+            errors.append(FieldError(key, refusal))
+        elif group == "":
             grouped[key] = value
         elif group is not None:
             grouped.setdefault(group, {})[key] = value

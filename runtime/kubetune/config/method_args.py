@@ -112,13 +112,8 @@ class PreferenceConfig(ConfigGroup):
             raise ValueError("dpo_label_smoothing only applies to pref_loss sigmoid or simpo")
         if self.ld_alpha is not None and self.pref_loss not in ("sigmoid", "hinge", "ipo"):
             raise ValueError("ld_alpha only applies to pref_loss sigmoid, hinge or ipo")
-        if self.pref_bco_weight:
-            raise ValueError("pref_bco_weight is not supported by kubetune (BCO mix-in)")
         if self.reward_model_type == "api" and self.reward_model and not self.reward_model.startswith("http"):
             raise ValueError("reward_model_type api needs reward_model to be an http(s) URL")
         if self.reward_model_type != "api" and (self.reward_model or "").startswith(("http://", "https://")):
             raise ValueError("reward_model is a URL: set reward_model_type api for an HTTP scorer")
-        if self.ref_model_quantization_bit or self.reward_model_quantization_bit:
-            raise ValueError("ref_model_quantization_bit, reward_model_quantization_bit are not supported by kubetune "
-                             "(frozen models are loaded in the training precision)")
         return self

@@ -16,6 +16,7 @@ from kubetune.config.eval_args import EvaluationConfig
 from kubetune.config.grpo_args import GrpoConfig
 from kubetune.config.method_args import MethodConfig, PreferenceConfig
 from kubetune.config.model_args import GenerationConfig, ModelConfig
+from kubetune.config.optimizer_args import OptimizerConfig
 from kubetune.config.training_args import DistributedConfig, TrainingConfig
 
 Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"]
@@ -55,6 +56,7 @@ class RuntimeConfig(BaseModel):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
 
     @model_validator(mode="after")
     def _stage_rules(self) -> RuntimeConfig:
@@ -85,6 +87,7 @@ class RuntimeConfig(BaseModel):
                              "eval_dataset")
         if not data.dataset and not data.tokenized_path:
             raise ValueError("dataset is required (or tokenized_path pointing at a tokenized dataset)")
+        self._optimizer_rules()
         return self
 
     def _grpo_rules(self) -> None:
@@ -103,6 +106,28 @@ class RuntimeConfig(BaseModel):
             raise ValueError(f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a "
                              f"multiple of num_generations ({grpo.num_generations}): each prompt's "
                              "completions are scored as one group")
+
+    def _optimizer_rules(self) -> None:
+        """GaLore, APOLLO and BAdam train full matrices, on one process or with DDP (LLaMA-Factory's rules)."""
+        opt, method, training = self.optimizer, self.method, self.training
+        name = opt.name
+        if name is None:
+            return
+        if self.stage == "ppo" or (name == "badam" and self.stage not in ("pt", "sft")):
+            raise ValueError(f"use_{name} does not apply to stage {self.stage}"
+                             + (" (its own AdamW loop)" if self.stage == "ppo" else "; use stage pt or sft"))
+        if method.finetuning_type in ("lora", "qlora"):
+            raise ValueError(f"use_{name} cannot be combined with finetuning_type {method.finetuning_type}; "
+                             "use full or freeze")
+        if name in ("galore", "apollo") and self.distributed.strategy == "deepspeed":
+            raise ValueError(f"use_{name} does not work with DeepSpeed; use ddp or fsdp")
+        layerwise = (name == "galore" and opt.galore_layerwise) or (name == "apollo" and opt.apollo_layerwise)
+        if layerwise and training.gradient_accumulation_steps != 1:
+            raise ValueError(f"{name}_layerwise steps during backward: gradient_accumulation_steps must be 1")
+        if layerwise and self.distributed.strategy != "ddp":
+            raise ValueError(f"{name}_layerwise runs on one process or with ddp, not {self.distributed.strategy}")
+        if name == "badam" and self.distributed.strategy != "ddp":
+            raise ValueError(f"use_badam runs on one process or with ddp, not {self.distributed.strategy}")
 
     @property
     def wants_predictions(self) -> bool:

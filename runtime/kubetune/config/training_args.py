@@ -65,7 +65,8 @@ class TrainingConfig(ConfigGroup):
     resume_from_checkpoint: str | None = Field(None, description="Checkpoint directory to resume from.")
     dataloader_num_workers: int = Field(0, ge=0, description="Data-loading worker processes.")
     ddp_timeout: int = Field(1800, ge=1, description="Collective timeout in seconds.")
-    plot_loss: bool = Field(False, description="Save a loss curve PNG next to the output.")
+    plot_loss: bool = Field(True, description="Save the loss curve (training_loss.png) with the output; kubetune "
+                            "draws it unless false.")
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
@@ -111,6 +112,8 @@ class DistributedConfig(ConfigGroup):
             self.strategy = implied or "ddp"
         elif implied and implied != self.strategy:
             raise ValueError(f"strategy {self.strategy} contradicts the {implied} setting")
+        if self.fsdp_config is not None and self.strategy != "fsdp":
+            raise ValueError(f"fsdp_config needs strategy fsdp (or fsdp set), not {self.strategy}")
         if isinstance(self.deepspeed, str) and not (_PRESET.match(self.deepspeed) or self.deepspeed.endswith(".json")):
             raise ValueError(f"deepspeed {self.deepspeed!r} is neither a JSON file nor a preset "
                              f"({', '.join(DEEPSPEED_PRESETS)})")

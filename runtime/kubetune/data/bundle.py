@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kubetune.config.runtime import RuntimeConfig
@@ -25,6 +26,7 @@ from kubetune.data.formats import DataFormatError, Example
 from kubetune.data.media import MediaError, expand_example
 from kubetune.data.mixing import mix, split_eval
 from kubetune.data.packing import chunk, pack_bins
+from kubetune.data.parallel import map_batches
 from kubetune.data.sources import DatasetSource, load_examples, resolve_sources
 from kubetune.data.templates import resolve_template
 from kubetune.data.tokenize import IGNORE_INDEX, SftSettings, encode_example, encode_text, preference_row
@@ -65,16 +67,33 @@ def _load(sources: list[DatasetSource], cfg: RuntimeConfig, stage: str, stats: D
     return mix(groups, cfg.data.mix_strategy, cfg.data.interleave_probs, cfg.training.seed)
 
 
+def _encode_texts(batch: list[Example], tokenizer: Any, limit: int | None) -> list[dict[str, list[int]]]:
+    return [encode_text(str(e.text), tokenizer, limit) for e in batch]
+
+
+def _encode_examples(batch: list[Example], template: Any, tokenizer: Any, settings: SftSettings,
+                     default_system: str | None, enable_thinking: bool, cfg: RuntimeConfig,
+                     processor: Any = None) -> list[dict[str, Any]]:
+    rows = []
+    for e in batch:
+        if default_system is not None and e.system is None:
+            e.system = default_system
+        paths = _expand_images(e, cfg, template, processor)
+        row: dict[str, Any] = encode_example(e, template, tokenizer, settings, enable_thinking=enable_thinking)
+        if processor is not None:
+            _check_image_tokens(row, e, processor, cfg)
+            row["images"] = paths
+        rows.append(row)
+    return rows
+
+
 def _tokenize(examples: list[Example], cfg: RuntimeConfig, stage: str, tokenizer: Any,
               stats: DataStats, processor: Any = None) -> list[dict[str, Any]]:
-    from tqdm.auto import tqdm  # disable=None: a bar on a terminal only, never redrawn into a log
-
     data = cfg.data
-    rows = []
+    batch, workers = data.preprocessing_batch_size, data.preprocessing_num_workers
     if stage == "pt":
         limit = None if data.packing else data.cutoff_len
-        rows = [encode_text(str(e.text), tokenizer, limit)
-                for e in tqdm(examples, desc="tokenizing", unit="doc", disable=None)]
+        rows = map_batches(partial(_encode_texts, tokenizer=tokenizer, limit=limit), examples, batch, workers)
         if data.packing and not data.neat_packing:
             return chunk(rows, data.cutoff_len)
         rows = [{"input_ids": r["input_ids"][i:i + data.cutoff_len], "labels": r["labels"][i:i + data.cutoff_len]}
@@ -83,15 +102,12 @@ def _tokenize(examples: list[Example], cfg: RuntimeConfig, stage: str, tokenizer
         template = resolve_template(data.template, tokenizer)
         settings = SftSettings(data.cutoff_len, data.train_on_prompt, data.mask_history,
                                getattr(template, "efficient_eos", False), tokenizer.eos_token_id)
-        for e in tqdm(examples, desc="tokenizing", unit="example", disable=None):
-            if data.default_system is not None and e.system is None:
-                e.system = data.default_system
-            paths = _expand_images(e, cfg, template, processor)
-            row: dict[str, Any] = encode_example(e, template, tokenizer, settings,
-                                                 enable_thinking=data.enable_thinking is not False)
-            if processor is not None:
-                _check_image_tokens(row, e, processor, cfg)
-                row["images"] = paths
+        encode = partial(_encode_examples, template=template, tokenizer=tokenizer, settings=settings,
+                         default_system=data.default_system, enable_thinking=data.enable_thinking is not False,
+                         cfg=cfg, processor=processor)
+        rows = []
+        # a processor stays in this process: images are expanded one example at a time
+        for row in map_batches(encode, examples, batch, workers if processor is None else 1):
             if any(label != IGNORE_INDEX for label in row["labels"]):
                 rows.append(row)
             else:

@@ -48,6 +48,11 @@ def until_stop(ids: list[int], stops: Sequence[int]) -> list[int]:
     return ids[:cut]
 
 
+def decode_prediction(tokenizer: Any, ids: list[int], stops: Sequence[int], skip_special_tokens: bool) -> str:
+    """The text of one generated answer: up to its stop token, special tokens dropped when asked."""
+    return str(tokenizer.decode(until_stop(ids, stops), skip_special_tokens=skip_special_tokens)).strip()
+
+
 @torch.inference_mode()
 def generate(model: Any, prompts: Sequence[list[int]], kwargs: dict[str, Any], batch_size: int) -> list[list[int]]:
     """New token ids for each prompt (left-padded batches, the prompt cut off)."""
@@ -79,8 +84,7 @@ def predict_and_score(model: Any, tokenizer: Any, examples: Sequence[Any], *, te
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = stop_token_ids(tokenizer, template, model.generation_config.eos_token_id)
     new_ids = generate(model, prompts, generation_kwargs(gen, pad_id, stops), batch_size)
-    predictions = [tokenizer.decode(until_stop(ids, stops), skip_special_tokens=gen.skip_special_tokens).strip()
-                   for ids in new_ids]
+    predictions = [decode_prediction(tokenizer, ids, stops, gen.skip_special_tokens) for ids in new_ids]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with (out / PREDICTIONS_FILE).open("w", encoding="utf-8") as f:

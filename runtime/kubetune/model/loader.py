@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForImageTextToText,
     AutoTokenizer,
@@ -19,7 +20,15 @@ from transformers import (
 )
 from transformers.utils import import_utils
 
-from kubetune.model.vision import is_vision_language, model_config
+from kubetune.model.patches import (
+    PatchError,
+    moe_overrides,
+    rope_overrides,
+    upcast_layernorms,
+    upcast_lmhead_output,
+)
+from kubetune.model.vision import is_vision_language
+from kubetune.model.vocab import add_new_tokens, resize_embeddings, wants_resize
 
 if TYPE_CHECKING:
     from kubetune.config import MethodConfig, ModelConfig
@@ -92,7 +101,8 @@ def quantization_config(method: MethodConfig, compute_dtype: torch.dtype, bnb_in
 
 
 def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
-    """The model's tokenizer, with a pad token (EOS when the model defines none) and right padding for training."""
+    """The model's tokenizer, with ``add_tokens``/``add_special_tokens`` added, a pad token (EOS when the model
+    defines none) and right padding for training."""
     tokenizer = AutoTokenizer.from_pretrained(
         model.model_name_or_path,
         revision=model.model_revision,
@@ -101,14 +111,29 @@ def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
         trust_remote_code=model.trust_remote_code,
         split_special_tokens=model.split_special_tokens,
     )
+    add_new_tokens(tokenizer, model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
 
 
+def config_overrides(config: Any, model: ModelConfig, max_length: int | None) -> dict[str, Any]:
+    """Values the model keys change in the model's config: rope_scaling (to ``max_length``, the cutoff_len) and
+    moe_aux_loss_coef. Raises PatchError when a key cannot take effect on this model."""
+    overrides: dict[str, Any] = {}
+    if model.rope_scaling is not None:
+        if max_length is None:
+            raise PatchError("rope_scaling: needs cutoff_len, the length RoPE is stretched to")
+        overrides |= rope_overrides(config, model.rope_scaling, max_length)
+    if model.moe_aux_loss_coef is not None:
+        overrides |= moe_overrides(config, model.moe_aux_loss_coef)
+    return overrides
+
+
 def load_model(model: ModelConfig, method: MethodConfig, *, precision: str, gradient_checkpointing: bool,
-               local_rank: int = 0, auto_class: Any = None, **model_kwargs: Any) -> PreTrainedModel:
+               local_rank: int = 0, auto_class: Any = None, max_length: int | None = None,
+               vocab_size: int | None = None, **model_kwargs: Any) -> PreTrainedModel:
     """Load the base causal LM ready for the method to be applied (quantized for QLoRA, checkpointing on).
 
     Args:
@@ -120,36 +145,37 @@ def load_model(model: ModelConfig, method: MethodConfig, *, precision: str, grad
         auto_class: the transformers auto class (default AutoModelForCausalLM, or AutoModelForImageTextToText for
             a vision-language model; reward models use AutoModelForSequenceClassification) and ``model_kwargs``
             extra config values for it (``num_labels``).
+        max_length: the training sequence length (cutoff_len), which rope_scaling stretches RoPE to.
+        vocab_size: the tokenizer's length; the embeddings grow to it when new tokens or resize_vocab ask.
     """
-    if auto_class is None:
-        vision = is_vision_language(model_config(model))
-        auto_class = AutoModelForImageTextToText if vision else AutoModelForCausalLM
     cuda = torch.cuda.is_available()
     dtype = DTYPES[machine_precision(precision)]
     quant = quantization_config(method, dtype, import_utils.is_bitsandbytes_available(), cuda)
-    kwargs: dict[str, Any] = {
-        "dtype": dtype,
-        "attn_implementation": attention_implementation(
-            model.flash_attn, import_utils.is_flash_attn_2_available(), import_utils.is_flash_attn_3_available(),
-            cuda),
-        "revision": model.model_revision,
-        "cache_dir": model.cache_dir,
-        "trust_remote_code": model.trust_remote_code,
-        **model_kwargs,
-    }
-    if quant is not None:
-        kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": local_rank}
+    attn = attention_implementation(model.flash_attn, import_utils.is_flash_attn_2_available(),
+                                    import_utils.is_flash_attn_3_available(), cuda)
+    config = AutoConfig.from_pretrained(model.model_name_or_path, revision=model.model_revision,
+                                        cache_dir=model.cache_dir, trust_remote_code=model.trust_remote_code)
+    for key, value in {**model_kwargs, **config_overrides(config, model, max_length)}.items():
+        setattr(config, key, value)
+    if auto_class is None:
+        auto_class = AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
     if model.train_from_scratch:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(model.model_name_or_path, trust_remote_code=model.trust_remote_code)
-        for key, value in model_kwargs.items():
-            setattr(config, key, value)
         loaded = auto_class.from_config(config, dtype=dtype, trust_remote_code=model.trust_remote_code,
-                                        attn_implementation=kwargs["attn_implementation"])
+                                        attn_implementation=attn)
     else:
+        kwargs: dict[str, Any] = {"config": config, "dtype": dtype, "attn_implementation": attn,
+                                  "revision": model.model_revision, "cache_dir": model.cache_dir,
+                                  "trust_remote_code": model.trust_remote_code}
+        if quant is not None:
+            kwargs["quantization_config"] = quant
+            kwargs["device_map"] = {"": local_rank}
         loaded = auto_class.from_pretrained(model.model_name_or_path, **kwargs)
+    if vocab_size is not None and wants_resize(model):
+        resize_embeddings(loaded, vocab_size, quantized=quant is not None)
+    if model.upcast_layernorm:
+        upcast_layernorms(loaded)
+    if model.upcast_lmhead_output:
+        upcast_lmhead_output(loaded)
     checkpointing = {"use_reentrant": model.use_reentrant_gc}
     if quant is not None:
         from peft import prepare_model_for_kbit_training

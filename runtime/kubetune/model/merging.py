@@ -48,6 +48,18 @@ def fits_base(adapter: str, manifest: ArtifactManifest | None, base: str, advice
                             f"not fit {base}); {advice}") from exc
 
 
+def grow_for_adapter(model: PreTrainedModel, adapter: str | Path) -> int | None:
+    """Resize the embeddings as training did when the adapter's tokenizer has tokens the base lacks (add_tokens,
+    add_special_tokens): the adapter then carries the grown embeddings. Returns the new row count, or None."""
+    from transformers import AutoTokenizer
+
+    from kubetune.model.vocab import resize_embeddings
+
+    if not (Path(adapter) / "tokenizer_config.json").is_file():
+        return None
+    return resize_embeddings(model, len(AutoTokenizer.from_pretrained(str(adapter))))
+
+
 def apply_adapters(model: PreTrainedModel, adapters: list[str],
                    manifests: list[ArtifactManifest | None]) -> PreTrainedModel:
     """Merge each adapter into ``model`` in order (W += B·A·scale per adapter) and return the plain model."""
@@ -55,6 +67,7 @@ def apply_adapters(model: PreTrainedModel, adapters: list[str],
 
     for adapter, manifest in tqdm(list(zip(adapters, manifests, strict=True)), desc="merging adapters",
                                   unit="adapter", disable=not adapters):
+        grow_for_adapter(model, adapter)
         with fits_base(adapter, manifest, str(model.name_or_path), "use the base it was trained on"):
             peft_model = PeftModel.from_pretrained(model, adapter)
         model = peft_model.merge_and_unload()

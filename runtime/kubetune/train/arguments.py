@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune.model.loader import machine_precision
+from kubetune.model.patches import liger_kwargs
 from kubetune.train.distributed import LaunchError, deepspeed_config, fsdp_config
+from kubetune.train.optimizers import low_rank_arguments
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -83,8 +85,11 @@ def check_strategy(strategy: str | None, accelerator: bool, deepspeed_installed:
 
 
 def argument_kwargs(cfg: RuntimeConfig, *, precision: str, layer_classes: list[str], installed: set[str],
-                    output_dir: str) -> tuple[dict[str, Any], list[str]]:
-    """Keyword arguments for TrainingArguments, and the trackers dropped for a missing package."""
+                    output_dir: str, liger: tuple[bool, bool] = (False, False)) -> tuple[dict[str, Any], list[str]]:
+    """Keyword arguments for TrainingArguments, and the trackers dropped for a missing package.
+
+    ``liger`` is (liger-kernel installed, CUDA available): enable_liger_kernel is refused without both.
+    """
     kwargs = cfg.training.hf_kwargs()
     # The model loader turns checkpointing on itself (with use_reentrant_gc); FSDP does it through its config.
     kwargs.pop("gradient_checkpointing", None)
@@ -103,6 +108,8 @@ def argument_kwargs(cfg: RuntimeConfig, *, precision: str, layer_classes: list[s
         # Frozen parameters get no gradient by design; DDP's unused-parameter search would only cost time.
         kwargs.setdefault("ddp_find_unused_parameters", False)
     kwargs.update(strategy_kwargs(cfg, layer_classes))
+    kwargs.update(low_rank_arguments(cfg.optimizer, cfg.training.optim))
+    kwargs.update(liger_kwargs(cfg.model.enable_liger_kernel, *liger))
     return kwargs, dropped
 
 
@@ -122,8 +129,9 @@ def training_arguments(cfg: RuntimeConfig, output_dir: str | Path, layer_classes
         extra.setdefault("gradient_checkpointing", False)
     check_strategy(cfg.distributed.strategy, torch.accelerator.is_available(),
                    importlib.util.find_spec("deepspeed") is not None)
+    liger = (importlib.util.find_spec("liger_kernel") is not None, torch.cuda.is_available())
     kwargs, dropped = argument_kwargs(cfg, precision=precision_of(cfg.training), layer_classes=layer_classes,
-                                      installed=installed_reporters(), output_dir=str(output_dir))
+                                      installed=installed_reporters(), output_dir=str(output_dir), liger=liger)
     if not torch.accelerator.is_available():
         # Without this transformers treats torchrun workers on CPU as unrelated single processes (no gloo DDP).
         kwargs.setdefault("use_cpu", True)

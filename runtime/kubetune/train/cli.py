@@ -62,11 +62,13 @@ def _config_errors() -> tuple[type[Exception], ...]:
     from kubetune.data.formats import DataFormatError
     from kubetune.model.adapters import MethodError
     from kubetune.model.loader import ModelLoadError
+    from kubetune.model.patches import PatchError
     from kubetune.train.distributed import LaunchError
     from kubetune.train.outputs import OutputError
     from kubetune.train.stages import StageConfigError, StageNotAvailable
 
-    return LaunchError, MethodError, ModelLoadError, OutputError, StageConfigError, StageNotAvailable, DataFormatError
+    return (LaunchError, MethodError, ModelLoadError, PatchError, OutputError, StageConfigError, StageNotAvailable,
+            DataFormatError)
 
 
 def data_problem(cfg: RuntimeConfig, config_file: str) -> str | None:

@@ -48,15 +48,20 @@ class KubetuneORPOTrainer(AtomicCheckpointMixin, _EncodedRows, ORPOTrainer):
         return (*out[:4], out[4] * (1.0 + self.ftx), *out[5:])
 
 
-def run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
-    """Train with ORPO or SimPO (no reference model)."""
+def reference_free_kwargs(cfg: RuntimeConfig) -> dict[str, Any]:
+    """ORPOConfig (orpo) or CPOConfig (simpo) fields from the preference keys."""
     pref = cfg.preference
     common = {"beta": pref.pref_beta, "max_length": cfg.data.cutoff_len, "disable_dropout": True}
     if pref.pref_loss == "orpo":
-        run_ = prepare_run(cfg, ORPOConfig, **common)
-    else:
-        run_ = prepare_run(cfg, CPOConfig, loss_type="simpo", simpo_gamma=pref.simpo_gamma, cpo_alpha=pref.pref_ftx,
-                           label_smoothing=pref.dpo_label_smoothing, **common)
+        return common
+    return {"loss_type": "simpo", "simpo_gamma": pref.simpo_gamma, "cpo_alpha": pref.pref_ftx,
+            "label_smoothing": pref.dpo_label_smoothing, **common}
+
+
+def run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
+    """Train with ORPO or SimPO (no reference model)."""
+    pref = cfg.preference
+    run_ = prepare_run(cfg, ORPOConfig if pref.pref_loss == "orpo" else CPOConfig, **reference_free_kwargs(cfg))
     kwargs = pair_kwargs(cfg, run_.tokenizer)
     train = encode_dataset(run_.bundle.train, encode_pair, cfg, run_.tokenizer, **kwargs)
     evals = encode_dataset(run_.bundle.eval, encode_pair, cfg, run_.tokenizer, **kwargs)

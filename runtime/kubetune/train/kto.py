@@ -30,7 +30,7 @@ from kubetune.train.preference import (
 from kubetune.train.workflow import load_trainable, prepare_run, train_and_save
 
 if TYPE_CHECKING:
-    from kubetune.config import RuntimeConfig
+    from kubetune.config import PreferenceConfig, RuntimeConfig
 
 
 class KubetuneKTOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, KTOTrainer):
@@ -60,12 +60,17 @@ class KubetuneKTOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, KTOTrai
         return result + self.ftx * nll
 
 
+def kto_kwargs(pref: PreferenceConfig) -> dict[str, Any]:
+    """KTOConfig fields from the preference keys (β, desirable and undesirable weights)."""
+    return {"beta": pref.pref_beta, "desirable_weight": pref.kto_chosen_weight,
+            "undesirable_weight": pref.kto_rejected_weight, "max_length": None, "disable_dropout": True}
+
+
 def run(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     """Train on ``cfg.data`` rows with a boolean kto_tag column."""
     check_kto_tags(cfg)
     pref = cfg.preference
-    run_ = prepare_run(cfg, KTOConfig, beta=pref.pref_beta, desirable_weight=pref.kto_chosen_weight,
-                       undesirable_weight=pref.kto_rejected_weight, max_length=None, disable_dropout=True)
+    run_ = prepare_run(cfg, KTOConfig, **kto_kwargs(pref))
     kwargs = pair_kwargs(cfg, run_.tokenizer)
     train = encode_dataset(run_.bundle.train, encode_unpaired, cfg, run_.tokenizer, **kwargs)
     train = train.shuffle(seed=cfg.training.seed).flatten_indices()

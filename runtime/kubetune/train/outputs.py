@@ -112,5 +112,7 @@ def save_final(trainer: Any, cfg: RuntimeConfig, output_dir: Path, metrics: dict
     trainer.save_state()
     trainer.save_metrics("train", metrics)
     (output_dir / CONFIG_NAME).write_text(yaml.safe_dump(dump_config(cfg), sort_keys=False))
-    plot_loss(read_trainer_log(output_dir), output_dir / LOSS_PNG, title=f"{cfg.stage} {cfg.method.finetuning_type}")
+    if cfg.training.plot_loss:
+        plot_loss(read_trainer_log(output_dir), output_dir / LOSS_PNG,
+                  title=f"{cfg.stage} {cfg.method.finetuning_type}")
     write_manifest(output_dir, manifest_for(cfg, metrics), exclude=NOT_ARTIFACT)

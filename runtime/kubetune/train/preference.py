@@ -69,7 +69,8 @@ def load_reference(cfg: RuntimeConfig, run: PreparedRun) -> Any | None:
     source = cfg.model if pref.ref_model is None else cfg.model.model_copy(
         update={"model_name_or_path": pref.ref_model, "adapter_name_or_path": pref.ref_model_adapters})
     model = load_model(source, MethodConfig(), precision=precision_of(cfg.training), gradient_checkpointing=False,
-                       local_rank=max(run.args.local_rank, 0))
+                       local_rank=max(run.args.local_rank, 0), max_length=cfg.data.cutoff_len,
+                       vocab_size=len(run.tokenizer) if pref.ref_model is None else None)
     for adapter in (source.adapter_name_or_path or []) if pref.ref_model else []:
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     model.requires_grad_(False)

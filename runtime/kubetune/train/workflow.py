@@ -18,6 +18,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from kubetune.model.adapters import apply_method, count_parameters
 from kubetune.model.loader import decoder_layer_classes, load_model, load_tokenizer
 from kubetune.model.vision import load_processor
+from kubetune.model.vocab import embedding_module_names, wants_resize
 from kubetune.train.arguments import precision_of, training_arguments
 from kubetune.train.checkpoints import global_step_of
 from kubetune.train.context import TrainContext, TrainResult, last_logged_loss
@@ -105,8 +106,13 @@ def load_trainable(cfg: RuntimeConfig, run: PreparedRun, task: str = "causal_lm"
     """The base model with the configured method applied (``task`` seq_cls loads a reward model head)."""
     model = load_model(cfg.model, cfg.method, precision=precision_of(cfg.training),
                        gradient_checkpointing=cfg.training.gradient_checkpointing and not run.fsdp_layers,
-                       local_rank=max(run.args.local_rank, 0), **model_kwargs)
-    return apply_method(model, cfg.method, cfg.model, task=task)
+                       local_rank=max(run.args.local_rank, 0), max_length=cfg.data.cutoff_len,
+                       vocab_size=len(run.tokenizer), **model_kwargs)
+    method = cfg.method
+    if wants_resize(cfg.model) and method.finetuning_type in ("lora", "qlora") and method.additional_target is None:
+        # New token rows must learn: the resized embeddings train in full and are saved with the adapter.
+        method = method.model_copy(update={"additional_target": embedding_module_names(model)})
+    return apply_method(model, method, cfg.model, task=task)
 
 
 class _AlreadyTrained(Exception):
@@ -142,7 +148,7 @@ def train_and_save(trainer: Any, cfg: RuntimeConfig, ctx: TrainContext, run: Pre
             ctx.say(f"all {steps} steps are in {run.resume.name}; writing the final artifact from it")
     if trained_before:
         trainer.add_callback(StopBeforeAnyStep())
-    baseline = score_declared(cfg, ctx, trainer.model, run.tokenizer) if main and cfg.evaluation.eval_baseline else None
+    baseline = baseline_scores(cfg, ctx, trainer.model, run.tokenizer) if main else None
     try:
         output = trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
         metrics = {} if trained_before else dict(output.metrics)  # nothing was trained in this process
@@ -184,6 +190,13 @@ def score_declared(cfg: RuntimeConfig, ctx: TrainContext, model: Any, tokenizer:
                             cfg.data.template, ctx.say)
 
 
+def baseline_scores(cfg: RuntimeConfig, ctx: TrainContext, model: Any, tokenizer: Any) -> list[Any] | None:
+    """With ``eval_baseline``: the declared benchmarks scored on the model before training (else None)."""
+    if not (cfg.evaluation.eval_baseline and cfg.evaluation.eval_benchmarks):
+        return None
+    return score_declared(cfg, ctx, model, tokenizer)
+
+
 def evaluate_trained(cfg: RuntimeConfig, ctx: TrainContext, model: Any, run: PreparedRun,
                      baseline: list[Any] | None) -> dict[str, float]:
     """Score the trained model, write ``eval/`` and report ``status.evaluation``; returns the manifest metrics."""
@@ -218,6 +231,6 @@ def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     trainer = KubetuneTrainer(
         model=model, args=run.args, train_dataset=run.bundle.train, eval_dataset=run.bundle.eval,
         data_collator=collator_for(cfg, run, model), processing_class=run.processor or run.tokenizer,
-        loraplus=cfg.method if cfg.method.loraplus_lr_ratio else None,
+        loraplus=cfg.method if cfg.method.loraplus_lr_ratio else None, optimizer_keys=cfg.optimizer,
     )
     return train_and_save(trainer, cfg, ctx, run, len(run.bundle.train))

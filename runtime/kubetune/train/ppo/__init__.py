@@ -40,16 +40,31 @@ from kubetune.train.trainer import install_callbacks, kubetune_callbacks
 from kubetune.train.workflow import load_trainable, plan_text, prepare_run
 
 if TYPE_CHECKING:
-    from kubetune.config import RuntimeConfig
+    from kubetune.config import PreferenceConfig, RuntimeConfig
+
+
+def reward_source(reward_model_type: str, adapter: bool) -> str:
+    """api, adapter (a kubetune rm adapter on the base model) or model (a full reward model).
+
+    ``lora`` takes an adapter or, as kubetune's rm stage writes full models too, a model; ``full`` insists on a
+    model. Raises StageConfigError when ``full`` names an adapter.
+    """
+    if reward_model_type == "api":
+        return "api"
+    if reward_model_type == "full" and adapter:
+        raise StageConfigError("reward_model_type full: reward_model is a LoRA adapter; set reward_model_type lora "
+                               "or point reward_model at a full reward model")
+    return "adapter" if adapter else "model"
 
 
 def make_scorer(cfg: RuntimeConfig, device: torch.device) -> RewardScorer:
     """The reward source named by ``reward_model``/``reward_model_type``."""
     pref = cfg.preference
     assert pref.reward_model is not None
-    if pref.reward_model_type == "api":
+    kind = reward_source(pref.reward_model_type, is_adapter(pref.reward_model))
+    if kind == "api":
         return HttpScorer(pref.reward_model)
-    base = cfg.model.model_name_or_path if is_adapter(pref.reward_model) else None
+    base = cfg.model.model_name_or_path if kind == "adapter" else None
     scorer = model_scorer(pref.reward_model, base_model=base, template=cfg.data.template,
                           max_length=cfg.data.cutoff_len + cfg.generation.max_new_tokens,
                           dtype=DTYPES[precision_of(cfg.training)])
@@ -75,11 +90,16 @@ def settings(cfg: RuntimeConfig, args: Any, tokenizer: Any) -> PpoSettings:
         max_grad_norm=args.max_grad_norm)
 
 
+def kl_controller(pref: PreferenceConfig) -> KLController:
+    """The KL penalty: ``ppo_kl_coef`` to start with, adapted towards ``ppo_target`` when that is set."""
+    return KLController(pref.ppo_kl_coef, pref.ppo_target)
+
+
 def build_shell(cfg: RuntimeConfig, policy: Any, args: Any, tokenizer: Any, steps: int) -> PpoShell:
     """The Trainer shell with value head, optimizer over policy + value head, schedule and state."""
     shell = PpoShell(model=policy, args=args, processing_class=tokenizer)
     shell.value_head = ValueHead(policy.config.hidden_size).to(args.device)
-    shell.ppo_state = PpoState(KLController(cfg.preference.ppo_kl_coef, cfg.preference.ppo_target))
+    shell.ppo_state = PpoState(kl_controller(cfg.preference))
     trainable = [p for p in policy.parameters() if p.requires_grad] + list(shell.value_head.parameters())
     shell.optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
     shell.create_scheduler(steps, shell.optimizer)
