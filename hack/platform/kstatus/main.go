@@ -13,6 +13,7 @@ import (
 	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -23,13 +24,14 @@ type health struct {
 	Message string `json:"message"`
 }
 
+// objects decodes the input with integers kept as int64 (kstatus reads metadata.generation as one).
 func objects(raw []byte) ([]map[string]interface{}, error) {
 	var list []map[string]interface{}
-	if err := json.Unmarshal(raw, &list); err == nil {
+	if err := utiljson.Unmarshal(raw, &list); err == nil {
 		return list, nil
 	}
 	var one map[string]interface{}
-	if err := json.Unmarshal(raw, &one); err != nil {
+	if err := utiljson.Unmarshal(raw, &one); err != nil {
 		return nil, fmt.Errorf("stdin is neither a JSON object nor an array of objects: %w", err)
 	}
 	if items, ok := one["items"].([]interface{}); ok && one["kind"] == "List" {
