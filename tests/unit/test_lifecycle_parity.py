@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from kubetune.lifecycle.conditions import Cond, apply_conditions
+from kubetune.lifecycle.health import with_health
 from kubetune.local.context import LocalContext
 from kubetune.local.plan import load_objects
 from kubetune.local.runner import admit
@@ -95,9 +96,10 @@ def test_operator_and_local_run_keep_the_same_conditions_through_a_run(tmp_path)
     in_cluster: list[dict[str, Any]] = []
     for now, conds in steps:
         tracker.set("Running", "Running", "m", conds)
-        in_cluster = apply_conditions(in_cluster, conds, now, record.generation)
+        in_cluster = apply_conditions(in_cluster, with_health("FineTuneJob", "Running", "Running", "m", conds), now,
+                                      record.generation)
     assert tracker.status["conditions"] == in_cluster
-    assert [c["type"] for c in in_cluster] == ["Accepted", "Running", "Succeeded"]
+    assert [c["type"] for c in in_cluster] == ["Accepted", "Running", "Ready", "Reconciling", "Stalled", "Succeeded"]
     assert in_cluster[0]["lastTransitionTime"] == "t0"
 
 

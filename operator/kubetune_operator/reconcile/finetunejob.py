@@ -140,6 +140,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
     obs = TrainingObservation(
         generation=meta.get("generation", 1), now=now, launcher_kind=kind, launcher_name=meta["name"],
         rejection=rejection, unresolved=unresolved, launcher=observe(kind, launcher),
-        suspend=job.spec.run_policy.suspend, output=output_status(job, out_uri, resolutions[0]),
+        suspend=job.spec.run_policy.suspend, queue_name=job.spec.queue_name,
+        output=output_status(job, out_uri, resolutions[0]),
     )
     write_status(ctx, FINETUNEJOB, body, derive_finetunejob_status(body.get("status"), obs), OWNED, now)

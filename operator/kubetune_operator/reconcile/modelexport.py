@@ -114,7 +114,7 @@ def _reconcile(ctx: Context, body: dict[str, Any]) -> None:
                     pods.pod_path(uri)  # s3:// and unknown schemes cannot be opened in the pod
             job = apply_children(ctx, body, render_export(body, mexp, inputs, ctx.settings))["Job"]
             obs = ExportObservation(**base, resolved_source=resolved_source(mexp, inputs), job=observe("Job", job),
-                                    output=output_status(mexp, inputs))
+                                    output=output_status(mexp, inputs), queue_name=mexp.spec.queue_name)
         except (UriError, Invalid) as exc:
             obs = ExportObservation(**base, rejection=Rejection("InvalidSpec", str(exc)))
         except Refused as exc:

@@ -10,6 +10,7 @@ from kubetune.api.conditions import ModelExportPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle import runs
 from kubetune.lifecycle.conditions import Cond, apply_conditions
+from kubetune.lifecycle.health import with_health
 from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status import launchers as L
@@ -26,6 +27,7 @@ class ExportObservation:
     resolved_source: dict[str, Any] | None = None
     job: L.LauncherState | None = None
     output: dict[str, Any] | None = None
+    queue_name: str | None = None  # a Kueue LocalQueue: a suspended Job is waiting there to be admitted
 
 
 def _job_conditions(obs: ExportObservation) -> tuple[str, list[Cond], str, str]:
@@ -38,8 +40,10 @@ def _job_conditions(obs: ExportObservation) -> tuple[str, list[Cond], str, str]:
     if job.state == L.FAILED:
         reason = job.reason if job.reason in (R.BACKOFF_LIMIT_EXCEEDED, R.DEADLINE_EXCEEDED) else R.FAILED
         return runs.failed(reason, job.message or "export Job failed").parts()
+    if job.state == L.SUSPENDED and obs.queue_name:
+        return runs.queued(obs.queue_name, f"Job {obs.job_name}").parts()
     if job.state == L.SUSPENDED:
-        msg = job.message or "export Job suspended (for example waiting in a Kueue queue)"
+        msg = job.message or "export Job suspended"
         return P.PENDING, [Cond(T.RUNNING, False, R.SUSPENDED, msg)], R.SUSPENDED, msg
     msg = f"Job {obs.job_name} is running"
     return P.RUNNING, [Cond(T.RUNNING, True, R.RUNNING, msg)], R.RUNNING, msg
@@ -67,6 +71,7 @@ def derive_modelexport_status(prev: dict[str, Any] | None, obs: ExportObservatio
         status["resolvedSource"] = prev["resolvedSource"]
     if phase == P.SUCCEEDED and obs.output:
         status["output"] = obs.output
+    conds = with_health("ModelExport", phase, reason, message, conds)
     status.update(phase=phase, reason=reason, message=message,
                   conditions=apply_conditions(prev.get("conditions"), conds, obs.now, obs.generation))
     return status

@@ -35,7 +35,10 @@ def _true_conditions(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def observe_pytorchjob(body: dict[str, Any]) -> LauncherState:
-    """PyTorchJob conditions, most decisive first: Failed, Succeeded, Suspended, Restarting, Running, Created."""
+    """PyTorchJob conditions, most decisive first: Failed, Succeeded, Suspended, Restarting, Running, Created.
+
+    A PyTorchJob whose spec asks to be suspended (by the operator or by Kueue) and has no condition yet is Suspended.
+    """
     status = body.get("status") or {}
     true = _true_conditions(body)
     for state in (FAILED, SUCCEEDED, SUSPENDED, RESTARTING, RUNNING, CREATED):
@@ -43,12 +46,14 @@ def observe_pytorchjob(body: dict[str, Any]) -> LauncherState:
             cond = true[state]
             return LauncherState(state, cond.get("reason") or state, cond.get("message") or "",
                                  status.get("startTime"), status.get("completionTime"))
+    if ((body.get("spec") or {}).get("runPolicy") or {}).get("suspend"):
+        return LauncherState(SUSPENDED, SUSPENDED, "PyTorchJob suspended", status.get("startTime"))
     return LauncherState(CREATED, CREATED, "PyTorchJob created, waiting for the training operator",
                          status.get("startTime"))
 
 
 def observe_job(body: dict[str, Any]) -> LauncherState:
-    """batch/v1 Job: Complete / Failed / Suspended conditions, else Running while pods are active."""
+    """batch/v1 Job: Complete / Failed / Suspended conditions, then spec.suspend, else Running while pods are active."""
     status = body.get("status") or {}
     true = _true_conditions(body)
     start, end, failures = status.get("startTime"), status.get("completionTime"), int(status.get("failed") or 0)
@@ -56,6 +61,8 @@ def observe_job(body: dict[str, Any]) -> LauncherState:
         if kind in true:
             cond = true[kind]
             return LauncherState(state, cond.get("reason") or state, cond.get("message") or "", start, end, failures)
+    if (body.get("spec") or {}).get("suspend"):  # before the Job controller confirms it with a condition
+        return LauncherState(SUSPENDED, SUSPENDED, "Job suspended", start, end, failures)
     if int(status.get("active") or 0) > 0:
         return LauncherState(RUNNING, RUNNING, f"{status['active']} pod(s) active", start, end, failures)
     return LauncherState(CREATED, CREATED, "Job created, waiting for pods", start, end, failures)

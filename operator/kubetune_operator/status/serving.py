@@ -9,11 +9,11 @@ from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import InferenceServicePhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle.conditions import Cond, apply_conditions
+from kubetune.lifecycle.health import with_health
 from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status.common import Rejection
 
-SCALED_TO_ZERO = "ScaledToZero"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
 
@@ -46,8 +46,8 @@ def _deployment_conditions(obs: ServingObservation) -> tuple[str, list[Cond], st
                           Cond(T.READY, False, PROGRESS_DEADLINE_EXCEEDED, msg)], PROGRESS_DEADLINE_EXCEEDED, msg
     if wanted == 0:
         msg = "scaled to zero replicas"
-        return P.DEPLOYING, [Cond(T.DEPLOYMENT_AVAILABLE, False, SCALED_TO_ZERO, msg),
-                             Cond(T.READY, False, SCALED_TO_ZERO, msg)], SCALED_TO_ZERO, msg
+        return P.DEPLOYING, [Cond(T.DEPLOYMENT_AVAILABLE, False, R.SCALED_TO_ZERO, msg),
+                             Cond(T.READY, False, R.SCALED_TO_ZERO, msg)], R.SCALED_TO_ZERO, msg
     if available.get("status") == "True" and ready > 0:
         msg = f"{ready}/{wanted} replicas ready"
         return P.READY, [Cond(T.DEPLOYMENT_AVAILABLE, True, R.MINIMUM_REPLICAS_AVAILABLE, msg),
@@ -83,6 +83,7 @@ def derive_inferenceservice_status(prev: dict[str, Any] | None, obs: ServingObse
                       resolvedModel=obs.resolved_model)
         if obs.resolved_adapters:
             status["resolvedAdapters"] = list(obs.resolved_adapters)
+    conds = with_health("InferenceService", phase, reason, message, conds)
     status.update(phase=phase, reason=reason, message=message,
                   conditions=apply_conditions(prev.get("conditions"), conds, obs.now, obs.generation))
     return {k: v for k, v in status.items() if v is not None}

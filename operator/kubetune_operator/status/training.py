@@ -10,6 +10,7 @@ from kubetune.api.conditions import FineTuneJobPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle import runs
 from kubetune.lifecycle.conditions import Cond, apply_conditions, get_condition
+from kubetune.lifecycle.health import with_health
 from kubetune.lifecycle.inputs import ACCEPTED, unresolved_status
 from kubetune_operator.resolve import Unresolved
 from kubetune_operator.status import launchers as L
@@ -31,6 +32,7 @@ class TrainingObservation:
     unresolved: Unresolved | None = None
     launcher: L.LauncherState | None = None
     suspend: bool = False
+    queue_name: str | None = None  # a Kueue LocalQueue: a suspended launcher is waiting there to be admitted
     output: dict[str, Any] | None = None  # status.output to publish once the run succeeded
 
 
@@ -59,6 +61,8 @@ def _launcher_conditions(obs: TrainingObservation, prev: dict[str, Any]) -> tupl
     if launcher.state == L.FAILED:
         reason = launcher.reason if launcher.reason in (R.BACKOFF_LIMIT_EXCEEDED, R.DEADLINE_EXCEEDED) else R.FAILED
         return runs.failed(reason, launcher.message or f"{obs.launcher_kind} failed").parts()
+    if launcher.state == L.SUSPENDED and obs.queue_name and not obs.suspend:
+        return runs.queued(obs.queue_name, f"{obs.launcher_kind} {obs.launcher_name}").parts()
     if obs.suspend or launcher.state == L.SUSPENDED:
         return runs.suspended("suspended: pods are deleted until runPolicy.suspend is unset").parts()
     if launcher.state in (L.RUNNING, L.RESTARTING):
@@ -87,6 +91,7 @@ def derive_finetunejob_status(prev: dict[str, Any] | None, obs: TrainingObservat
         conds += launcher_conds
         status["trainingJob"] = {"apiVersion": "kubeflow.org/v1" if obs.launcher_kind == "PyTorchJob" else "batch/v1",
                                  "kind": obs.launcher_kind, "name": obs.launcher_name}
+    conds = with_health("FineTuneJob", phase, reason, message, conds)
     status.update(phase=phase, reason=reason, message=message,
                   conditions=apply_conditions(prev.get("conditions"), conds, obs.now, obs.generation))
     launcher = obs.launcher

@@ -13,7 +13,7 @@ from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle.conditions import Cond, Verdict
 
-SUCCEEDED, FAILED, SUSPENDED = "Succeeded", "Failed", "Suspended"
+SUCCEEDED, FAILED, SUSPENDED, PENDING = "Succeeded", "Failed", "Suspended", "Pending"
 
 
 def is_terminal(status: Mapping[str, Any] | None) -> bool:
@@ -36,3 +36,10 @@ def suspended(message: str) -> Verdict:
     """Stopped with its checkpoints kept (runPolicy.suspend in the cluster, Ctrl-C locally); it resumes."""
     return Verdict(SUSPENDED, R.SUSPENDED, message,
                    [Cond(T.RUNNING, False, R.SUSPENDED, message), Cond(T.SUSPENDED, True, R.SUSPENDED, message)])
+
+
+def queued(queue: str, what: str) -> Verdict:
+    """Waiting in Kueue LocalQueue ``queue``: the launcher stays suspended until its ClusterQueue admits it."""
+    message = (f"queued: {what} waits in queue {queue} until there is room in its quota; it starts by itself "
+               f"when admitted (kubectl get workloads shows its place)")
+    return Verdict(PENDING, R.QUEUED, message, [Cond(T.RUNNING, False, R.QUEUED, message)])

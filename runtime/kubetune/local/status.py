@@ -18,6 +18,7 @@ from typing import Any
 
 from kubetune.api.conditions import Reason
 from kubetune.lifecycle.conditions import Cond, set_condition
+from kubetune.lifecycle.health import with_health
 from kubetune.local.workdir import Record, WorkDir
 
 __all__ = ["Cond", "Tracker", "now_text", "set_condition", "transition_line"]
@@ -61,7 +62,7 @@ class Tracker:
         before = copy.deepcopy(self.record.status)
         status = self.record.status
         now = self.clock()
-        for cond in conds:
+        for cond in with_health(self.record.key[1], phase, str(reason), message, conds):
             status["conditions"] = set_condition(status.get("conditions") or [], cond, now, self.record.generation)
         status.update(observedGeneration=self.record.generation, phase=phase, reason=str(reason), message=message)
         for key, value in fields.items():
