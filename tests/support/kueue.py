@@ -17,6 +17,7 @@ import ipaddress
 import os
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,8 @@ def serving_cert() -> ServingCert:
           .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
           .not_valid_after(now + datetime.timedelta(days=365))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          # Kueue's certificate manager checks its CA for this name too, and replaces a CA without it
+          .add_extension(x509.SubjectAlternativeName([x509.DNSName("kueue-ca")]), critical=False)
           .sign(ca_key, hashes.SHA256()))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     names = [x509.DNSName(f"{SERVICE}.{NAMESPACE}.svc"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -131,6 +134,19 @@ def configuration(webhook_port: int, health_port: int, cert_dir: Path) -> dict[s
     }
 
 
+def _wait_established(cluster: Cluster, names: list[str], timeout_s: float = 60.0) -> None:
+    """`kubectl wait` fails outright on a CRD the apiserver has not given conditions yet: ask again until then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                                 *[f"crd/{n}" for n in names], check=False)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Kueue's CRDs not Established: {result.stderr.strip()}")
+        time.sleep(0.5)
+
+
 @dataclass
 class RunningKueue:
     process: Process
@@ -158,7 +174,7 @@ def start_kueue(cluster: Cluster, workdir: Path, timeout_s: float = 180.0) -> Ru
     (cert_dir / "tls.key").write_bytes(certs.key)
     (cert_dir / "ca.crt").write_bytes(certs.ca_cert)
     cluster.kubectl("apply", "--server-side", "-f", "-", input=crds(module, url))
-    cluster.wait_established(*[f"{plural}.kueue.x-k8s.io" for plural in CONVERTED], "resourceflavors.kueue.x-k8s.io")
+    _wait_established(cluster, [f"{plural}.kueue.x-k8s.io" for plural in (*CONVERTED, "resourceflavors")])
     cluster.create_namespace(NAMESPACE)
     cluster.kubectl("create", "secret", "generic", SECRET, "-n", NAMESPACE,
                     f"--from-file=ca.crt={cert_dir / 'ca.crt'}", f"--from-literal=ca.key={certs.ca_key.decode()}",
