@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Type-checked in `make lint`: every package (the runtime with its torch side, and the operator).
 MYPY_PATHS := runtime/kubetune operator/kubetune_operator
 
-.PHONY: help venv lint crds test test-unit test-integration test-node controlplane vllm node-setup cluster-up \
+.PHONY: help venv lint crds test test-unit test-integration test-node controlplane platform vllm node-setup cluster-up \
 	cluster-down cluster-status node-up node-down node-status demo clean
 
 help:
@@ -54,6 +54,11 @@ crds: venv
 controlplane:
 	bash hack/build-controlplane.sh
 
+# The platform tools the GitOps-health and queueing tests run: kstatus (sigs.k8s.io/cli-utils) and Kueue's
+# controller, built from their Go modules once into $(CACHE)/platform, reused afterwards.
+platform:
+	bash hack/build-platform.sh kstatus && bash hack/build-platform.sh kueue
+
 # vLLM's CPU build in its own environment (its torch differs from the runtime's), for the vllm engine tests;
 # installed once into $(CACHE)/vllm-<version>, reused afterwards.
 vllm: | $(UV)
@@ -72,13 +77,13 @@ node-setup:
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: venv controlplane vllm
+test-integration: venv controlplane platform vllm
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 test-node: venv node-setup
 	$(BIN)/pytest tests/node $(PYTEST_ARGS)
 
-test: lint node-setup vllm
+test: lint node-setup platform vllm
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 # A detached etcd + kube-apiserver + kube-controller-manager with the CRDs installed; state and logs in

@@ -94,7 +94,9 @@ def test_example_runs_through_pytorchjob_to_succeeded(cluster, operator, namespa
     status = ftj["status"]
     assert status["observedGeneration"] == ftj["metadata"]["generation"]
     assert conditions(ftj) == {"Accepted": ("True", "SpecValid"), "InputsReady": ("True", "Resolved"),
-                               "Running": ("False", "Succeeded"), "Succeeded": ("True", "Succeeded")}
+                               "Running": ("False", "Succeeded"), "Succeeded": ("True", "Succeeded"),
+                               "Ready": ("True", "Succeeded"), "Reconciling": ("False", "Succeeded"),
+                               "Stalled": ("False", "Succeeded")}
     assert status["output"] == {"uri": out, "artifactType": "lora-adapter",
                                 "baseModel": {"uri": "hf://Qwen/Qwen2.5-7B-Instruct", "revision": "main"}}
     assert (status["startTime"], status["completionTime"]) == ("2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z")

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from kubetune.lifecycle import runs
-from kubetune.lifecycle.conditions import Cond, apply_conditions
+from kubetune.lifecycle.conditions import Cond, Verdict, apply_conditions
+from kubetune.lifecycle.health import with_health
 from kubetune.lifecycle.inferenceservice import ServingObservation, derive_inferenceservice_status
 from kubetune.lifecycle.modelexport import ExportObservation, derive_modelexport_status
 from kubetune.lifecycle.runs import RunState
@@ -98,9 +99,10 @@ def test_operator_and_local_run_keep_the_same_conditions_through_a_run(tmp_path)
     in_cluster: list[dict[str, Any]] = []
     for now, conds in steps:
         tracker.set("Running", "Running", "m", conds)
-        in_cluster = apply_conditions(in_cluster, conds, now, record.generation)
+        in_cluster = apply_conditions(in_cluster, with_health("FineTuneJob", Verdict("Running", "Running", "m", conds)),
+                                      now, record.generation)
     assert tracker.status["conditions"] == in_cluster
-    assert [c["type"] for c in in_cluster] == ["Accepted", "Running", "Succeeded"]
+    assert [c["type"] for c in in_cluster] == ["Accepted", "Running", "Ready", "Reconciling", "Stalled", "Succeeded"]
     assert in_cluster[0]["lastTransitionTime"] == "t0"
 
 

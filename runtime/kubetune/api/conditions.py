@@ -20,6 +20,9 @@ class ConditionType(StrEnum):
     SUSPENDED = "Suspended"
     DEPLOYMENT_AVAILABLE = "DeploymentAvailable"
     READY = "Ready"
+    # kstatus health (sigs.k8s.io/cli-utils), on all three kinds: see kubetune.lifecycle.health
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
 
 
 class Reason(StrEnum):
@@ -41,6 +44,7 @@ class Reason(StrEnum):
     # lifecycle
     CREATED = "Created"
     PENDING = "Pending"
+    QUEUED = "Queued"
     RUNNING = "Running"
     RESTARTING = "Restarting"
     SUSPENDED = "Suspended"
@@ -53,6 +57,7 @@ class Reason(StrEnum):
     IN_PROGRESS = "InProgress"
     # serving
     DEPLOYING = "Deploying"
+    SCALED_TO_ZERO = "ScaledToZero"
     MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
     MINIMUM_REPLICAS_UNAVAILABLE = "MinimumReplicasUnavailable"
     READY = "Ready"

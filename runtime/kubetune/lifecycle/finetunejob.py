@@ -15,6 +15,7 @@ from kubetune.api.conditions import FineTuneJobPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle import runs
 from kubetune.lifecycle.conditions import Cond, Verdict, apply_conditions, get_condition
+from kubetune.lifecycle.health import with_health
 from kubetune.lifecycle.inputs import ACCEPTED, Rejection, rejected_status, unresolved_status
 from kubetune.lifecycle.runs import RunState
 from kubetune.lifecycle.sources import Unresolved
@@ -76,6 +77,8 @@ def _run_verdict(obs: TrainingObservation, prev: dict[str, Any]) -> Verdict:
         return runs.succeeded(obs.note or launcher.message or "training finished")
     if launcher.state == runs.FAILED:
         return runs.failed(runs.failure_reason(launcher), launcher.message or f"{obs.launcher_kind} failed")
+    if launcher.state == runs.SUSPENDED and launcher.queue and not obs.suspend:
+        return runs.queued(launcher.queue, f"{obs.launcher_kind} {obs.launcher_name}")
     if obs.suspend or launcher.state == runs.SUSPENDED:
         return runs.suspended(obs.note or SUSPEND_MESSAGE)
     if launcher.state in (runs.RUNNING, runs.RESTARTING):
@@ -104,8 +107,8 @@ def derive_finetunejob_status(prev: dict[str, Any] | None, obs: TrainingObservat
         if obs.launcher_kind:
             status["trainingJob"] = _launcher_ref(obs.launcher_kind, obs.launcher_name)
     phase = verdict.phase
-    status.update(phase=phase, reason=verdict.reason, message=verdict.message,
-                  conditions=apply_conditions(prev.get("conditions"), verdict.conditions, obs.now, obs.generation))
+    conditions = apply_conditions(prev.get("conditions"), with_health(KIND, verdict), obs.now, obs.generation)
+    status.update(phase=phase, reason=verdict.reason, message=verdict.message, conditions=conditions)
     launcher = obs.launcher
     start = prev.get("startTime") or (launcher.start_time if launcher else None)
     if start is None and phase == P.RUNNING:

@@ -13,6 +13,7 @@ from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import InferenceServicePhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle.conditions import Cond, Verdict, apply_conditions
+from kubetune.lifecycle.health import with_health
 from kubetune.lifecycle.inputs import ACCEPTED, Rejection, rejected_status, unresolved_status
 from kubetune.lifecycle.sources import Unresolved
 
@@ -20,7 +21,6 @@ KIND = "InferenceService"
 OWNED = ("observedGeneration", "phase", "reason", "message", "conditions", "url", "servedModels", "replicas",
          "readyReplicas", "selector", "resolvedModel", "resolvedAdapters", "deployment")
 MODEL_RESOLVED = Cond(T.MODEL_RESOLVED, True, R.RESOLVED, "model resolved")
-SCALED_TO_ZERO = "ScaledToZero"
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
 # where the servers are
@@ -52,8 +52,8 @@ def _serving_verdict(serving: ServingState) -> Verdict:
         return Verdict(P.FAILED, serving.reason, msg, [Cond(T.DEPLOYMENT_AVAILABLE, False, serving.reason, msg),
                                                        Cond(T.READY, False, serving.reason, msg)])
     if serving.state == SCALED:
-        return Verdict(P.DEPLOYING, SCALED_TO_ZERO, msg, [Cond(T.DEPLOYMENT_AVAILABLE, False, SCALED_TO_ZERO, msg),
-                                                          Cond(T.READY, False, SCALED_TO_ZERO, msg)])
+        return Verdict(P.DEPLOYING, R.SCALED_TO_ZERO, msg, [Cond(T.DEPLOYMENT_AVAILABLE, False, R.SCALED_TO_ZERO, msg),
+                                                          Cond(T.READY, False, R.SCALED_TO_ZERO, msg)])
     if serving.state == READY:
         return Verdict(P.READY, R.READY, msg, [Cond(T.DEPLOYMENT_AVAILABLE, True, R.MINIMUM_REPLICAS_AVAILABLE, msg),
                                                Cond(T.READY, True, R.READY, msg)])
@@ -112,6 +112,6 @@ def derive_inferenceservice_status(prev: dict[str, Any] | None, obs: ServingObse
                       resolvedModel=obs.resolved_model)
         if obs.resolved_adapters:
             status["resolvedAdapters"] = list(obs.resolved_adapters)
-    status.update(phase=verdict.phase, reason=verdict.reason, message=verdict.message,
-                  conditions=apply_conditions(prev.get("conditions"), verdict.conditions, obs.now, obs.generation))
+    conditions = apply_conditions(prev.get("conditions"), with_health(KIND, verdict), obs.now, obs.generation)
+    status.update(phase=verdict.phase, reason=verdict.reason, message=verdict.message, conditions=conditions)
     return {k: v for k, v in status.items() if v is not None}

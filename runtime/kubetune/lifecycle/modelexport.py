@@ -12,6 +12,7 @@ from kubetune.api.conditions import ModelExportPhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle import runs
 from kubetune.lifecycle.conditions import Cond, Verdict, apply_conditions
+from kubetune.lifecycle.health import with_health
 from kubetune.lifecycle.inputs import ACCEPTED, Rejection, rejected_status, unresolved_status
 from kubetune.lifecycle.runs import RunState
 from kubetune.lifecycle.sources import FINETUNEJOB, Artifact, Unresolved, ref_of
@@ -55,8 +56,10 @@ def _run_verdict(obs: ExportObservation, prev: dict[str, Any]) -> Verdict:
         return runs.succeeded(obs.note or "export finished")
     if job.state == runs.FAILED:
         return runs.failed(runs.failure_reason(job), job.message or "export Job failed")
+    if job.state == runs.SUSPENDED and job.queue:
+        return runs.queued(job.queue, f"Job {obs.job_name}")
     if job.state == runs.SUSPENDED:
-        msg = obs.note or job.message or "export Job suspended (for example waiting in a Kueue queue)"
+        msg = obs.note or job.message or "export Job suspended"
         return Verdict(P.PENDING, R.SUSPENDED, msg, [Cond(T.RUNNING, False, R.SUSPENDED, msg)])
     msg = obs.note or f"Job {obs.job_name} is running"
     return Verdict(P.RUNNING, R.RUNNING, msg, [Cond(T.RUNNING, True, R.RUNNING, msg),
@@ -82,8 +85,8 @@ def derive_modelexport_status(prev: dict[str, Any] | None, obs: ExportObservatio
         status["resolvedSource"] = prev["resolvedSource"]
     if verdict.phase == P.SUCCEEDED and obs.output:
         status["output"] = obs.output
-    status.update(phase=verdict.phase, reason=verdict.reason, message=verdict.message,
-                  conditions=apply_conditions(prev.get("conditions"), verdict.conditions, obs.now, obs.generation))
+    conditions = apply_conditions(prev.get("conditions"), with_health(KIND, verdict), obs.now, obs.generation)
+    status.update(phase=verdict.phase, reason=verdict.reason, message=verdict.message, conditions=conditions)
     return status
 
 

@@ -15,7 +15,7 @@ from kubetune.api.conditions import ConditionType as T
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle.conditions import Cond, Conditions, Verdict
 
-SUCCEEDED, FAILED, SUSPENDED = "Succeeded", "Failed", "Suspended"
+SUCCEEDED, FAILED, SUSPENDED, PENDING = "Succeeded", "Failed", "Suspended", "Pending"
 CREATED, RUNNING, RESTARTING = "Created", "Running", "Restarting"
 TERMINAL = (SUCCEEDED, FAILED)
 
@@ -31,6 +31,7 @@ class RunState:
         start_time, completion_time: when the launcher says it started and finished.
         failures: attempts that failed before this one (a batch Job counts failed pods, ``kubetune run`` counts
             its reruns); None when the executor does not count.
+        queue: the Kueue LocalQueue a Suspended launcher is in: it waits there until its ClusterQueue admits it.
     """
 
     state: str
@@ -39,6 +40,7 @@ class RunState:
     start_time: str | None = None
     completion_time: str | None = None
     failures: int | None = None
+    queue: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -70,6 +72,13 @@ def suspended(message: str) -> Verdict:
     """Stopped with its checkpoints kept (runPolicy.suspend in the cluster, Ctrl-C locally); it resumes."""
     return Verdict(SUSPENDED, R.SUSPENDED, message,
                    [Cond(T.RUNNING, False, R.SUSPENDED, message), Cond(T.SUSPENDED, True, R.SUSPENDED, message)])
+
+
+def queued(queue: str, what: str) -> Verdict:
+    """Waiting in Kueue LocalQueue ``queue``: the launcher stays suspended until its ClusterQueue admits it."""
+    message = (f"queued: {what} waits in queue {queue} until there is room in its quota; it starts by itself "
+               f"when admitted (kubectl get workloads shows its place)")
+    return Verdict(PENDING, R.QUEUED, message, [Cond(T.RUNNING, False, R.QUEUED, message)])
 
 
 def restart_conditions(previous: Conditions | None) -> list[Cond]:

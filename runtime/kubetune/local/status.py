@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubetune.api.conditions import Reason
-from kubetune.lifecycle.conditions import Cond, apply_conditions, set_condition
+from kubetune.lifecycle.conditions import Cond, Verdict, apply_conditions, set_condition
+from kubetune.lifecycle.health import with_health
 from kubetune.local.workdir import Record, WorkDir
 
 __all__ = ["Cond", "Tracker", "now_text", "set_condition", "transition_line"]
@@ -60,11 +61,12 @@ class Tracker:
         return self.record.generation
 
     def set(self, phase: str, reason: Reason | str, message: str, conds: list[Cond], **fields: Any) -> None:
-        """Set a lifecycle verdict (conditions, phase, reason, message) and extra status ``fields`` (None removes a
-        field); save."""
+        """Set a lifecycle verdict (its conditions and the health conditions, phase, reason, message) and extra status
+        ``fields`` (None removes a field); save."""
         before = copy.deepcopy(self.record.status)
         status = self.record.status
-        status["conditions"] = apply_conditions(status.get("conditions"), conds, self.clock(), self.record.generation)
+        health = with_health(self.record.key[1], Verdict(phase, str(reason), message, conds))
+        status["conditions"] = apply_conditions(status.get("conditions"), health, self.clock(), self.record.generation)
         status.update(observedGeneration=self.record.generation, phase=phase, reason=str(reason), message=message)
         self._finish(before, fields)
 

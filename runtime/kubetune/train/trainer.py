@@ -43,6 +43,7 @@ class KubetuneTrainer(AtomicCheckpointMixin, Trainer):
         if self.optimizer is not None:
             return self.optimizer
         target = self.model if model is None else model
+        assert target is not None, "the Trainer was built with a model"
         if self._loraplus is not None or (keys is not None and keys.use_badam):
             optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(
                 self.args, self.model)  # type: ignore[arg-type]  # annotated PreTrainedModel; any Module works
@@ -50,6 +51,7 @@ class KubetuneTrainer(AtomicCheckpointMixin, Trainer):
                 self.optimizer = loraplus_optimizer(target, optimizer_cls, optimizer_kwargs, self._loraplus,
                                                     self.args.weight_decay)
             else:
+                assert keys is not None
                 self.optimizer = badam_optimizer(target, keys, optimizer_cls, optimizer_kwargs,
                                                  self.args.weight_decay)
             return self.optimizer
