@@ -166,7 +166,9 @@ import_image() {
 
 prune_containerd() {
   local keep=("$@")
-  ctrk images ls -q | grep -E '^localhost/kubetune-(operator|runtime|vllm|openai-client|pytorch-init):' | while read -r ref; do
+  # (a fresh containerd holds none of them: grep finding nothing is not an error under pipefail)
+  { ctrk images ls -q | grep -E '^localhost/kubetune-(operator|runtime|vllm|openai-client|pytorch-init):' || true; } |
+  while read -r ref; do
     [[ " ${keep[*]} " == *" $ref "* ]] || { log "prune $ref"; ctrk images rm --sync "$ref" >/dev/null; }
   done
   # The kubelet's CRI names every image it used by its id (sha256:...) as well; an id whose image no name points at
