@@ -18,28 +18,9 @@ from pathlib import Path
 import pytest
 
 from kubetune.data.templates import get_template
+from tests.unit.test_templates import CONVERSATIONS, SYSTEM, TOOL_CONVERSATION, TOOLS
 
 REFERENCES = Path(__file__).resolve().parents[1] / "assets" / "reference_templates"
-SYSTEM = "You answer briefly."
-TURNS = [
-    {"role": "user", "content": "What is two plus two?"},
-    {"role": "assistant", "content": "Four."},
-    {"role": "user", "content": "And three plus three?\nExplain."},
-    {"role": "assistant", "content": "Six, because 3+3=6."},
-    {"role": "user", "content": "Thanks!"},
-    {"role": "assistant", "content": "You are welcome."},
-]
-CONVERSATIONS = {"one-turn": TURNS[:2], "three-turns": TURNS}
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city.",
-                                            "parameters": {"type": "object",
-                                                           "properties": {"city": {"type": "string"}}}}}]
-TOOL_CONVERSATION = [
-    {"role": "user", "content": "Weather in Paris?"},
-    {"role": "assistant", "content": "",
-     "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
-    {"role": "tool", "content": '{"temperature": 21}'},
-    {"role": "assistant", "content": "It is 21 degrees."},
-]
 
 
 def cases():
