@@ -26,9 +26,26 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", 
 STEPS, SAVE_EVERY = 300, 5
 
 
-def kubetune_run(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kubetune.cli.main", "run", *args, "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT)
+class Run:
+    """``kubetune run`` in a subprocess whose output goes to a file, so that nothing it prints can fill a pipe
+    and stall it while the test waits for a checkpoint."""
+
+    def __init__(self, log: Path, *args: str) -> None:
+        self.log = log
+        with log.open("w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "kubetune.cli.main", "run", *args, "--no-progress"],
+                                         stdout=out, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def finish(self, timeout: float) -> tuple[int, str]:
+        """Wait for the run to end (the limit only bounds a hung run); its exit code and everything it printed."""
+        return self.proc.wait(timeout=timeout), self.output()
+
+
+def kubetune_run(log: Path, *args: str) -> Run:
+    return Run(log, *args)
 
 
 def record(work: Path, name: str) -> dict:
@@ -58,11 +75,11 @@ def job_file(tmp_path, tiny_llama) -> Path:
     return path
 
 
-def wait_for_checkpoint(proc: subprocess.Popen, work: Path, pvc: Path, timeout: float = 300) -> Path:
+def wait_for_checkpoint(run: Run, work: Path, pvc: Path, timeout: float = 900) -> Path:
     """The first complete checkpoint of the job's output directory (named after the uid in its record)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert run.proc.poll() is None, run.output()[-3000:]
         try:
             uid = record(work, "sums")["metadata"]["uid"]
         except (OSError, ValueError, KeyError):
@@ -78,19 +95,19 @@ def wait_for_checkpoint(proc: subprocess.Popen, work: Path, pvc: Path, timeout: 
 def test_ctrl_c_suspends_and_the_same_command_resumes(job_file, tmp_path):
     work, pvc = tmp_path / "work", tmp_path / "pvc"
     args = (str(job_file), "--work-dir", str(work), "--pvc-root", str(pvc))
-    first = kubetune_run(*args)
+    first = kubetune_run(tmp_path / "first.log", *args)
     wait_for_checkpoint(first, work, pvc)
-    first.send_signal(signal.SIGINT)
-    out, _ = first.communicate(timeout=120)
-    assert first.returncode == 130, out[-3000:]
+    first.proc.send_signal(signal.SIGINT)
+    code, out = first.finish(timeout=600)
+    assert code == 130, out[-3000:]
     status = record(work, "sums")["status"]
     assert (status["phase"], status["reason"]) == ("Suspended", "Suspended"), out[-3000:]
     assert "run again to resume from pvc://models/out/sums-" in status["message"]
     assert "Running -> Suspended" in out and "run the same command again" in out
 
-    second = kubetune_run(*args)
-    out2, _ = second.communicate(timeout=600)
-    assert second.returncode == 0, out2[-4000:]
+    second = kubetune_run(tmp_path / "second.log", *args)
+    code2, out2 = second.finish(timeout=1200)
+    assert code2 == 0, out2[-4000:]
     assert "resuming from checkpoint-" in out2 and "Running -> Succeeded" in out2
     meta, status = record(work, "sums")["metadata"], record(work, "sums")["status"]
     assert status["phase"] == "Succeeded" and status["restarts"] == 1
@@ -103,6 +120,6 @@ def test_ctrl_c_suspends_and_the_same_command_resumes(job_file, tmp_path):
     steps = [r["step"] for r in read_trainer_log(output_dir) if "loss" in r]
     assert steps == sorted(set(steps)) and steps[-1] == STEPS  # one run's log, no repeated steps after resuming
 
-    third = kubetune_run(*args)
-    out3, _ = third.communicate(timeout=120)
-    assert third.returncode == 0 and "unchanged since it ran" in out3
+    third = kubetune_run(tmp_path / "third.log", *args)
+    code3, out3 = third.finish(timeout=600)
+    assert code3 == 0 and "unchanged since it ran" in out3

@@ -31,13 +31,14 @@ def test_dry_run_renders_every_variant(tmp_path):
         assert raw["max_steps"] == 12 and raw["bf16"] is True
         cfg = load_config(str(path))  # every key is one kubetune knows, with a valid value
         kwargs, _ = argument_kwargs(cfg, precision="bf16", layer_classes=["LlamaDecoderLayer"], installed=set(),
-                                    output_dir=raw["output_dir"])
+                                    output_dir=raw["output_dir"], liger=(True, True))  # as on the GPU machine
         assert kwargs["optim"] == "adamw_torch_fused" and kwargs["bf16"] is True
         assert cfg.training.gradient_checkpointing is (name == "lora_gc"), name
         assert cfg.data.neat_packing is (name != "lora_padded"), name
         seen[name] = (cfg, kwargs)
     assert seen["qlora"][0].method.quantization_bit == 4
     assert seen["lora_liger"][0].model.enable_liger_kernel and not seen["lora"][0].model.enable_liger_kernel
+    assert seen["lora_liger"][1].get("use_liger_kernel") is True and not seen["lora"][1].get("use_liger_kernel")
     assert seen["full_ds_z2"][1]["deepspeed"]["zero_optimization"]["stage"] == 2
     assert seen["full_fsdp"][1]["fsdp"] is True
     assert seen["full_fsdp"][1]["fsdp_config"]["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]

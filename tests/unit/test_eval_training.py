@@ -36,7 +36,7 @@ def test_no_evaluation_no_benchmarks():
 
 
 def test_reward_models_are_not_scored_on_benchmarks():
-    with pytest.raises(ConfigError, match="score causal LMs trained by pt, sft, dpo or kto, not stage rm"):
+    with pytest.raises(ConfigError, match="score causal LMs trained by pt, sft, dpo, kto or grpo, not stage rm"):
         config_from_flat({"stage": "rm", "model_name_or_path": "m", "dataset": "d", "output_dir": "/o",
                           "eval_benchmarks": [{"task": "mmlu_test", "task_dir": "/b"}]})
 

@@ -404,6 +404,26 @@ def tokens_of(text: str) -> Callable[[RuntimeConfig, Env], Any]:
     return lambda cfg, env: load_tokenizer(cfg.model)(text, add_special_tokens=False)["input_ids"]
 
 
+def grpo_args(cfg: RuntimeConfig, env: Env) -> Any:
+    from kubetune.train.grpo import grpo_arguments
+
+    return grpo_arguments(cfg)
+
+
+def grpo_rewards(cfg: RuntimeConfig, env: Env) -> Any:
+    """Each reward function's kind, what the format reward scores on sample completions, and an HTTP scorer's
+    address and time limit."""
+    from kubetune.train.grpo_rewards import build_rewards
+
+    described = []
+    for func in build_rewards(cfg.grpo):
+        cells = [cell.cell_contents for cell in func.__closure__ or ()]
+        scorer = [(c.url, c.timeout_s) for c in cells if type(c).__name__ == "HttpScorer"]
+        scores = func(["p"], ["x", "<answer>4</answer>"]) if func.__name__ == "format" else None
+        described.append((func.__name__, scores, scorer))
+    return described
+
+
 def liger(cfg: RuntimeConfig, env: Env) -> Any:
     return outcome(targ("use_liger_kernel"))(cfg, env)
 
@@ -417,6 +437,13 @@ class Effect:
     value: Any
     probe: Callable[[RuntimeConfig, Env], Any]
     base: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Elsewhere:
+    """The key's effect needs a vision-language model and pictures: ``test`` (path::name) shows it."""
+
+    test: str
 
 
 @dataclass
@@ -435,11 +462,32 @@ def P(**keys: Any) -> dict[str, Any]:
 
 FULL = P(finetuning_type="full")
 GALORE, APOLLO, BADAM = P(use_galore=True, **FULL), P(use_apollo=True, **FULL), P(use_badam=True, **FULL)
+GRPO = P(stage="grpo", reward_funcs="exact_match", num_generations=2, per_device_train_batch_size=2, do_sample=True,
+         temperature=1.0, max_new_tokens=8)
+MULTIMODAL = "tests/unit/test_multimodal_data.py::"
 PPO = P(stage="ppo", reward_model="http://127.0.0.1:1/score", reward_model_type="api")
 BENCH = "eval_benchmarks"
 
-CHECKS: dict[str, Effect | Refusal] = {
+CHECKS: dict[str, Effect | Refusal | Elsewhere] = {
     "stage": Effect("pt", stage_module),
+    # grpo
+    "beta": Effect(0.04, grpo_args, GRPO),
+    "epsilon": Effect(0.3, grpo_args, GRPO),
+    "loss_type": Effect("dr_grpo", grpo_args, GRPO),
+    "num_generations": Effect(4, grpo_args, P(**GRPO | {"per_device_train_batch_size": 4})),
+    "num_iterations": Effect(2, grpo_args, GRPO),
+    "scale_rewards": Effect("batch", grpo_args, GRPO),
+    "reward_weights": Effect("2.0", grpo_args, GRPO),
+    "reward_funcs": Effect("format", grpo_rewards, GRPO),
+    "reward_format_pattern": Effect("x", grpo_rewards, P(**GRPO | {"reward_funcs": "format"})),
+    "reward_timeout": Effect(5.0, grpo_rewards, P(**GRPO | {"reward_funcs": "http://127.0.0.1:1/score"})),
+    # vision-language models
+    "freeze_vision_tower": Elsewhere(MULTIMODAL + "test_lora_adapts_the_parts_that_are_not_frozen"),
+    "freeze_multi_modal_projector": Elsewhere(MULTIMODAL + "test_lora_adapts_the_parts_that_are_not_frozen"),
+    "freeze_language_model": Elsewhere(MULTIMODAL + "test_lora_adapts_the_parts_that_are_not_frozen"),
+    "image_max_pixels": Elsewhere(MULTIMODAL + "test_pixel_bounds_scale_like_llamafactory"),
+    "image_min_pixels": Elsewhere(MULTIMODAL + "test_pixel_bounds_scale_like_llamafactory"),
+    "media_dir": Elsewhere(MULTIMODAL + "test_remote_and_escaping_image_paths_are_refused"),
     # model
     "model_name_or_path": Effect("<other>", lambda c, e: checksum(trainable(c, e)[1])),
     "adapter_name_or_path": Effect("<adapter>", lora_b),
@@ -669,6 +717,10 @@ def test_every_accepted_key_has_a_check():
 @pytest.mark.parametrize("key", sorted(known_keys()))
 def test_key_changes_behaviour_or_is_refused(key, env):
     check = CHECKS[key]
+    if isinstance(check, Elsewhere):
+        path, name = check.test.split("::")
+        assert f"def {name}(" in (Path(__file__).resolve().parents[2] / path).read_text(), check.test
+        return
     value = resolve(check.value, env)
     if isinstance(check, Refusal):
         pattern = check.match or key
