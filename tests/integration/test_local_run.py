@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 # Enough steps after the first checkpoint that Ctrl-C lands mid-run even when a loaded machine delays the poll.
-STEPS, SAVE_EVERY = 300, 5
+STEPS, SAVE_EVERY = 600, 5
 
 
 class Run:
@@ -65,7 +65,7 @@ def job_file(tmp_path, tiny_llama) -> Path:
         "sums", model={"uri": "pvc://models/base", "template": "qwen"},
         datasets=[{"uri": "file://data/sums.jsonl", "format": "alpaca"}],
         lora={"rank": 4, "target": ["all"]},
-        training={"maxSteps": STEPS, "learningRate": 5.0e-3, "perDeviceBatchSize": 2, "gradientAccumulationSteps": 1,
+        training={"maxSteps": STEPS, "learningRate": 5.0e-3, "perDeviceBatchSize": 4, "gradientAccumulationSteps": 1,
                   "cutoffLen": 48, "saveSteps": SAVE_EVERY, "saveTotalLimit": 2, "loggingSteps": 5,
                   "gradientCheckpointing": False},
         output={"uri": "pvc://models/out/"},
