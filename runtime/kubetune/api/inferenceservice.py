@@ -141,6 +141,12 @@ class ServerLimitsSpec(KubeModel):
                                              "lifetime.")
     shutdown_seconds: float | None = Field(None, ge=0, le=3600, description="On termination, how long running "
                                            "requests may finish.")
+    max_image_bytes: int | None = Field(None, ge=1, le=2**31, description="Largest image of a chat request in "
+                                        "encoded bytes (400 beyond).")
+    max_image_pixels: int | None = Field(None, ge=1, le=2**31, description="Largest image in pixels, checked "
+                                         "before decoding (400 beyond).")
+    max_images_per_request: int | None = Field(None, ge=0, le=1024, description="Images in one chat request "
+                                               "(400 beyond).")
 
     def serve_config(self) -> dict[str, Any]:
         """The ``limits`` mapping of the serve config (snake_case keys, unset fields left out)."""

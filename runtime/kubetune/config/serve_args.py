@@ -74,6 +74,10 @@ class ServeConfig(BaseModel):
     default_adapter: str | None = Field(None, description="Adapter directory that answers to served_model_name "
                                         "(an adapter served on its base).")
     trust_remote_code: bool = False
+    image_max_pixels: int = Field(768 * 768, ge=1, description="Vision-language models: larger request images "
+                                  "are scaled down to this many pixels (set it as in training).")
+    image_min_pixels: int = Field(32 * 32, ge=1, description="Vision-language models: smaller request images "
+                                  "are scaled up to this many pixels (set it as in training).")
     limits: ServerLimits = Field(default_factory=ServerLimits, description="What one client may take "
                                  "(body, prompt, sequences, queue, connections, timeouts).")
 
@@ -103,6 +107,9 @@ class ServeConfig(BaseModel):
             raise ValueError("lora_adapters: names must be unique")
         if self.model_name in names:
             raise ValueError(f"lora_adapters: {self.model_name!r} is already the served model's name")
+        if self.image_min_pixels > self.image_max_pixels:
+            raise ValueError(f"image_min_pixels {self.image_min_pixels} exceeds image_max_pixels "
+                             f"{self.image_max_pixels}")
         return self
 
     @property

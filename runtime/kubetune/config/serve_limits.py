@@ -28,6 +28,11 @@ class ServerLimits(BaseModel):
                                       "closed.")
     shutdown_seconds: float = Field(15.0, ge=0, description="On SIGTERM, how long running requests may finish "
                                     "before they are cancelled.")
+    max_image_bytes: int = Field(4 * 1024 * 1024, ge=1, description="Largest image of a chat request, as encoded "
+                                 "bytes (a 400 beyond).")
+    max_image_pixels: int = Field(4096 * 4096, ge=1, description="Largest image in pixels (width x height), "
+                                  "checked before decoding (a 400 beyond).")
+    max_images_per_request: int = Field(8, ge=0, description="Images in one chat request (a 400 beyond).")
 
     def prompt_chars(self, max_model_len: int) -> int:
         """The prompt size bound for a model whose context is ``max_model_len`` tokens."""

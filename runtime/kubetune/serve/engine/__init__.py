@@ -6,9 +6,9 @@ sampling, penalties, stop tokens and stop strings itself, so the OpenAI layer ne
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from transformers import PreTrainedTokenizerBase
 
@@ -39,13 +39,15 @@ class GenerationRequest:
     """One request: ``n`` sequences continuing ``prompt_ids`` with the adapter ``adapter`` (None = base model).
 
     ``keep_token_ids`` are special tokens that stay in the text (tool-call markers); other special tokens are
-    dropped from it.
+    dropped from it. ``images`` are a vision-language model's pixel inputs for the image tokens of the prompt, as
+    its processor returns them (``pixel_values``, ``image_grid_thw``, ...); None for a text prompt.
     """
 
     prompt_ids: list[int]
     params: SamplingParams
     adapter: str | None = None
     keep_token_ids: frozenset[int] = frozenset()
+    images: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

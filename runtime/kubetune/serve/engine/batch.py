@@ -38,10 +38,18 @@ class BatchState:
     lengths: torch.Tensor  # [B] real tokens per row (= position of the next token)
     completion: torch.Tensor  # [B, C] generated ids, -1 on the left where a row has fewer
     logits: torch.Tensor  # [B, V] next-token logits of each row
+    rope_delta: torch.Tensor | None = None  # [B] next position minus real tokens (3-D rope images), None = all 0
 
     @property
     def size(self) -> int:
         return int(self.mask.shape[0])
+
+    def next_positions(self) -> torch.Tensor:
+        """[B, 1] position of each row's next token."""
+        return (self.lengths if self.rope_delta is None else self.lengths + self.rope_delta)[:, None]
+
+    def _deltas(self) -> torch.Tensor:
+        return self.rope_delta if self.rope_delta is not None else torch.zeros_like(self.lengths)
 
     def join(self, other: BatchState) -> BatchState:
         """This batch followed by ``other``'s rows, padding whichever is shorter on the left."""
@@ -60,6 +68,8 @@ class BatchState:
             lengths=torch.cat([self.lengths, other.lengths]),
             completion=torch.cat([_pad_left(self.completion, cols, 1, -1), _pad_left(other.completion, cols, 1, -1)]),
             logits=torch.cat([self.logits, other.logits]),
+            rope_delta=None if self.rope_delta is None and other.rope_delta is None
+            else torch.cat([self._deltas(), other._deltas()]),
         )
 
     def keep(self, rows: list[int]) -> BatchState:
@@ -67,7 +77,8 @@ class BatchState:
         index = torch.tensor(rows, device=self.mask.device, dtype=torch.long)
         self.cache.batch_select_indices(index)
         return BatchState(cache=self.cache, mask=self.mask[index], lengths=self.lengths[index],
-                          completion=self.completion[index], logits=self.logits[index])
+                          completion=self.completion[index], logits=self.logits[index],
+                          rope_delta=None if self.rope_delta is None else self.rope_delta[index])
 
     def append(self, tokens: torch.Tensor) -> None:
         """Record the tokens just sampled (one per row) before they are fed to the model."""

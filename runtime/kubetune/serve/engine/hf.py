@@ -19,6 +19,7 @@ import queue
 import threading
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -26,6 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from kubetune.serve.engine import Delta, EngineError, GenerationRequest, TokenLogprob
 from kubetune.serve.engine.batch import BatchState, can_join, left_pad
 from kubetune.serve.engine.sampling import OpenAIPenaltyLogitsProcessor, RowwiseSamplingWarper, sample_rows
+from kubetune.serve.engine.vision import prefill_inputs
 from kubetune.serve.engine.textstream import IncrementalDecoder, SequenceText, StopStringFilter
 from kubetune.serve.threads import ThreadPlan
 
@@ -65,6 +67,7 @@ class HFEngine:
     max_batch_size: int = 16
     mixed_adapters: bool = True
     threads: ThreadPlan | None = None  # how torch's pools were sized for this engine (None: left as they were)
+    processor: Any = None  # a vision-language model's processor (images in chat requests); None = text only
     _inbox: queue.Queue = field(default_factory=queue.Queue, init=False)
     _waiting: list[_Request] = field(default_factory=list, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
@@ -182,8 +185,9 @@ class HFEngine:
         return SequenceText(IncrementalDecoder(self.tokenizer, self.special, request.keep_token_ids),
                             StopStringFilter(request.params.stop), self.stop_ids, request.params.max_tokens)
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache, adapters: list[str]):
-        kwargs = {"adapter_names": adapters} if self.adapters else {}
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache, adapters: list[str],
+                 **extra):
+        kwargs = {"adapter_names": adapters, **extra} if self.adapters else extra
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                              use_cache=True, logits_to_keep=1, **kwargs)
@@ -199,10 +203,12 @@ class HFEngine:
         prompts = [row.owner.request.prompt_ids for row in added]
         ids, mask = left_pad(prompts, self.pad_id, self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits, cache = self._forward(ids, mask, positions, None, self._adapter_names(added))
+        pixels, positions, rope_delta = prefill_inputs(self.model, [row.owner.request.images for row in added], ids,
+                                                       mask, positions)
+        logits, cache = self._forward(ids, mask, positions, None, self._adapter_names(added), **pixels)
         fresh = BatchState(cache=cache, mask=mask, lengths=mask.sum(-1),
                            completion=torch.empty((len(added), 0), dtype=torch.long, device=self.device),
-                           logits=logits)
+                           logits=logits, rope_delta=rope_delta)
         return rows + added, fresh if state is None else state.join(fresh)
 
     def _step(self, rows: list[_Row], state: BatchState) -> tuple[list[_Row], BatchState | None]:
@@ -218,7 +224,7 @@ class HFEngine:
         rows = [rows[i] for i in keep]
         if len(keep) < state.size:
             state = state.keep(keep)
-        state.logits, state.cache = self._forward(state.completion[:, -1:], state.mask, state.lengths[:, None],
+        state.logits, state.cache = self._forward(state.completion[:, -1:], state.mask, state.next_positions(),
                                                   state.cache, self._adapter_names(rows))
         state.lengths = state.lengths + 1
         return rows, state

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from kubetune.config.serve_args import ServeConfig
 from kubetune.model.chatformat import stop_token_ids
 from kubetune.model.devices import pick_device, pick_dtype
 from kubetune.model.merging import apply_adapters, check_adapter, fits_base
+from kubetune.model.vision import is_vision_language
 from kubetune.serve.cpus import cpu_budget
 from kubetune.serve.engine.hf import HFEngine
 from kubetune.serve.threads import ThreadPlan, apply_threads, hidden_size, plan_threads
@@ -50,9 +51,11 @@ def load_hf_engine(config: ServeConfig) -> HFEngine:
     device = pick_device(config.device)
     dtype = pick_dtype(config.infer_dtype, device)
     tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
+    processor = load_processor(config, tokenizer)
+    auto_class = AutoModelForCausalLM if processor is None else AutoModelForImageTextToText
     # a PreTrainedModel, then possibly a PeftModel around it (which forwards the model's attributes)
-    model: Any = AutoModelForCausalLM.from_pretrained(config.model_name_or_path, dtype=dtype, device_map=str(device),
-                                                      trust_remote_code=config.trust_remote_code)
+    model: Any = auto_class.from_pretrained(config.model_name_or_path, dtype=dtype, device_map=str(device),
+                                            trust_remote_code=config.trust_remote_code)
     merged = config.adapter_name_or_path
     model = apply_adapters(model, merged, [check_adapter(a, strict=False) for a in merged])
     adapters = named_adapters(config)
@@ -72,4 +75,15 @@ def load_hf_engine(config: ServeConfig) -> HFEngine:
     stops = stop_token_ids(tokenizer, config.template, model.generation_config.eos_token_id)
     return HFEngine(model=model, tokenizer=tokenizer, stop_ids=frozenset(stops), adapters=tuple(adapters),
                     max_model_len=int(max_len), max_batch_size=config.max_batch_size,
-                    mixed_adapters=not any(_is_dora(p) for p in adapters.values()), threads=threads)
+                    mixed_adapters=not any(_is_dora(p) for p in adapters.values()), threads=threads,
+                    processor=processor)
+
+
+def load_processor(config: ServeConfig, tokenizer: Any) -> Any | None:
+    """A vision-language model's processor (sharing ``tokenizer``), or None for a text model."""
+    model_config = AutoConfig.from_pretrained(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
+    if not is_vision_language(model_config):
+        return None
+    processor = AutoProcessor.from_pretrained(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
+    processor.tokenizer = tokenizer
+    return processor

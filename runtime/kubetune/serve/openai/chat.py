@@ -6,10 +6,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from kubetune.data.media import count_placeholders
 from kubetune.model.chatformat import ChatFormatError, render_prompt, tool_format_of
 from kubetune.serve.engine import Delta, GenerationRequest, TokenLogprob
 from kubetune.serve.errors import OpenAIError, bad_request
+from kubetune.serve.images import load_images
 from kubetune.serve.openai.admission import Ticket
+from kubetune.serve.openai.media import image_prompt, media_plugin, message_text
 from kubetune.serve.openai.params import sampling_params
 from kubetune.serve.openai.protocol import ChatCompletionRequest, ChatMessage
 from kubetune.serve.openai.responses import (
@@ -31,11 +34,16 @@ from kubetune.serve.openai.service import Choice, Service, new_id, now, sse
 from kubetune.serve.openai.tools import ToolCallStream, ToolFormat, parse_tool_calls, tool_format_for
 
 
-def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    """OpenAI messages as chat templates expect them (text parts joined, tool-call arguments as objects)."""
+def template_messages(messages: list[ChatMessage], urls: list[tuple[str, str]] | None = None
+                      ) -> list[dict[str, Any]]:
+    """OpenAI messages as chat templates expect them (text parts joined, tool-call arguments as objects).
+
+    Image parts become ``<image>`` placeholders; their ``(url, param)`` pairs are appended to ``urls``.
+    """
     out = []
+    found: list[tuple[str, str]] = [] if urls is None else urls
     for i, m in enumerate(messages):
-        content = m.content if isinstance(m.content, str) or m.content is None else "".join(p.text for p in m.content)
+        content = message_text(m, i, found)
         item: dict[str, Any] = {"role": {"developer": "system", "function": "tool"}.get(m.role, m.role),
                                 "content": content or ""}
         if m.name:
@@ -84,11 +92,13 @@ class ChatService(Service):
             fmt = tool_format_for(self.config.tool_format, template_format)
         if req.top_logprobs is not None and not req.logprobs:
             raise bad_request("top_logprobs needs logprobs: true", param="top_logprobs")
-        messages = template_messages(req.messages)
+        urls: list[tuple[str, str]] = []
+        messages = template_messages(req.messages, urls)
         self.check_prompt_chars(prompt_chars(messages, tools), "messages")
+        processor = self._processor_for(urls, messages)
         ticket = self.reserve(req.n)
         try:
-            prompt = await self.off_loop(self._render, messages, tools)
+            prompt, images = await self.off_loop(self._render_images, messages, tools, urls, processor)
             top = req.top_logprobs if req.logprobs else None
             params = sampling_params(req, self.config, prompt_len=len(prompt),
                                      max_model_len=self.engine.max_model_len,
@@ -98,7 +108,32 @@ class ChatService(Service):
             ticket.close()
             raise
         keep = frozenset(self._marker_ids(fmt)) if fmt else frozenset()
-        return GenerationRequest(prompt, params, adapter, keep), fmt, ticket
+        return GenerationRequest(prompt, params, adapter, keep, images), fmt, ticket
+
+    def _processor_for(self, urls: list[tuple[str, str]], messages: list[dict[str, Any]]) -> Any:
+        """The model's processor when the request holds images (None when it holds none); a 400 when the model
+        takes no images or the text holds a literal ``<image>`` besides them."""
+        if not urls:
+            return None
+        processor = getattr(self.engine, "processor", None)
+        if processor is None:
+            raise bad_request(f"model {self.config.model_name!r} takes no images (it is not a vision-language "
+                              "model served by the hf engine); send text content only", param=urls[0][1])
+        if count_placeholders(messages) != len(urls):
+            raise bad_request("the message text holds a literal <image> besides its image parts; remove it",
+                              param="messages")
+        return processor
+
+    def _render_images(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                       urls: list[tuple[str, str]], processor: Any) -> tuple[list[int], dict[str, Any] | None]:
+        """The prompt's token ids and, for a request with images, the processor's pixel inputs."""
+        if not urls:
+            return self._render(messages, tools), None
+        images = load_images(urls, self.config.limits)
+        plugin = media_plugin(self.config.template, processor)
+        expanded, pixels = image_prompt(processor, plugin, messages, images, self.config.image_max_pixels,
+                                        self.config.image_min_pixels)
+        return self._render(expanded, tools), pixels
 
     def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
         try:
