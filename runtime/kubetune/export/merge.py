@@ -10,10 +10,19 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from kubetune.model.chatformat import stop_token_ids
 from kubetune.model.merging import DTYPES, apply_adapters, check_adapter
+from kubetune.model.vision import is_vision_language
 
 
 class ExportError(RuntimeError):
@@ -44,11 +53,28 @@ def refuse_quantized_base(base: str) -> None:
         )
 
 
+def is_vision_base(base: str, trust_remote_code: bool = False) -> bool:
+    """Whether ``base`` is a vision-language model (merged and saved with its processor)."""
+    return is_vision_language(AutoConfig.from_pretrained(base, trust_remote_code=trust_remote_code))
+
+
 def load_base(base: str, dtype: torch.dtype, device: str = "cpu", trust_remote_code: bool = False
               ) -> PreTrainedModel:
-    """Load the base causal LM in ``dtype`` on ``device`` (``auto`` spreads it over the visible GPUs)."""
-    return AutoModelForCausalLM.from_pretrained(base, dtype=dtype, device_map="auto" if device == "auto" else "cpu",
-                                                trust_remote_code=trust_remote_code)
+    """Load the base model in ``dtype`` on ``device`` (``auto`` spreads it over the visible GPUs): a causal LM,
+    or the image-text-to-text model of a vision-language checkpoint."""
+    auto_class = AutoModelForImageTextToText if is_vision_base(base, trust_remote_code) else AutoModelForCausalLM
+    return auto_class.from_pretrained(base, dtype=dtype, device_map="auto" if device == "auto" else "cpu",
+                                      trust_remote_code=trust_remote_code)
+
+
+def save_processor(base: str, adapters: list[str], tokenizer: PreTrainedTokenizerBase, out: Path,
+                   trust_remote_code: bool = False) -> None:
+    """Write a vision-language model's processor next to the weights (the last adapter's when it saved one, as
+    training does, else the base's), holding the exported tokenizer."""
+    src = next((a for a in reversed(adapters) if (Path(a) / "processor_config.json").is_file()), base)
+    processor = AutoProcessor.from_pretrained(src, trust_remote_code=trust_remote_code)
+    processor.tokenizer = tokenizer
+    processor.save_pretrained(out)
 
 
 def merge_lora(base: str, adapters: list[str], out: str | Path, dtype: str = "auto", *,
@@ -58,7 +84,9 @@ def merge_lora(base: str, adapters: list[str], out: str | Path, dtype: str = "au
 
     Writes ``out/config.json``, ``out/generation_config.json``, ``model*.safetensors`` (sharded at
     ``max_shard_size``, with an index when sharded) and the tokenizer files (the last adapter's tokenizer when
-    it saved one, else the base's). With no adapters the base is re-saved in ``dtype``. No manifest.
+    it saved one, else the base's); a vision-language model also gets its processor files, so it loads with
+    ``AutoModelForImageTextToText`` and ``AutoProcessor``. With no adapters the base is re-saved in ``dtype``.
+    No manifest.
 
     Raises:
         ExportError: ``base`` is quantized.
@@ -79,4 +107,6 @@ def merge_lora(base: str, adapters: list[str], out: str | Path, dtype: str = "au
     print(f"writing {out} (shards up to {max_shard_size})")
     model.save_pretrained(out, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(out)
+    if is_vision_language(model.config):
+        save_processor(base, adapters, tokenizer, out, trust_remote_code)
     return out

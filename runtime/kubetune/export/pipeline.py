@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kubetune.artifacts import MANIFEST_NAME, ArtifactManifest, BaseModelInfo, CreatedBy, QuantInfo, write_manifest
 from kubetune.config.export_args import ExportConfig
-from kubetune.export.merge import ExportError, merge_lora, refuse_quantized_base
+from kubetune.export.merge import ExportError, is_vision_base, merge_lora, refuse_quantized_base
 from kubetune.export.quantize import check_available, quantize
 from kubetune.model.merging import check_adapter
 
@@ -59,6 +59,9 @@ def run_export(config: ExportConfig, *, created_by: CreatedBy | None = None,
     refuse_quantized_base(config.model_name_or_path)
     adapter_manifests = [check_adapter(a, strict=strict_manifests) for a in config.adapter_name_or_path]
     if config.quantization:
+        if is_vision_base(config.model_name_or_path, config.trust_remote_code):
+            raise ExportError(f"{config.model_name_or_path} is a vision-language model: kubetune exports it merged "
+                              "but not quantized; leave export_quantization_bit unset")
         check_available(config.quantization[0])  # fail before the (long) merge, not after it
     out = Path(config.export_dir)
     staging = _prepare_output(out, config.overwrite)
