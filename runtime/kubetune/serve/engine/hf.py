@@ -27,8 +27,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from kubetune.serve.engine import Delta, EngineError, GenerationRequest, TokenLogprob
 from kubetune.serve.engine.batch import BatchState, can_join, left_pad
 from kubetune.serve.engine.sampling import OpenAIPenaltyLogitsProcessor, RowwiseSamplingWarper, sample_rows
-from kubetune.serve.engine.vision import prefill_inputs
 from kubetune.serve.engine.textstream import IncrementalDecoder, SequenceText, StopStringFilter
+from kubetune.serve.engine.vision import prefill_inputs
 from kubetune.serve.threads import ThreadPlan
 
 log = logging.getLogger(__name__)
