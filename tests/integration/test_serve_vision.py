@@ -51,7 +51,7 @@ def image_message(image: Image.Image, question: str = QUESTION) -> list[dict]:
 class Reference:
     """The model's own greedy ``generate`` on the processor's inputs, stopping where the server stops."""
 
-    def __init__(self, model_dir: Path, adapter: Path | None = None):
+    def __init__(self, model_dir: Path, adapter: Path | None = None, arch: str = "qwen2_vl"):
         self.processor = AutoProcessor.from_pretrained(model_dir)
         model = AutoModelForImageTextToText.from_pretrained(model_dir)
         if adapter is not None:
@@ -60,12 +60,13 @@ class Reference:
             model = PeftModel.from_pretrained(model, adapter)
         self.model = model.eval()
         tokenizer = self.processor.tokenizer
-        self.stops = stop_token_ids(tokenizer, "qwen2_vl", self.model.generation_config.eos_token_id)
-        self.template = get_template("qwen2_vl")
+        self.stops = stop_token_ids(tokenizer, arch, self.model.generation_config.eos_token_id)
+        self.template = get_template(arch)
+        self.image_text = IMAGE_TEXT[arch]
 
     def answer(self, image: Image.Image | None, question: str, max_tokens: int) -> tuple[str, int]:
         """(text, prompt tokens) of the greedy answer."""
-        content = (IMAGE_TEXT["qwen2_vl"] if image is not None else "") + question
+        content = (self.image_text if image is not None else "") + question
         prompt = self.template.render_prompt([{"role": "user", "content": content}],
                                              eos_token=self.processor.tokenizer.eos_token)
         inputs = self.processor(text=[prompt], images=[image] if image is not None else None, return_tensors="pt")
@@ -112,6 +113,26 @@ def test_image_request_equals_the_models_own_generate(client, reference):
         assert reply.usage.prompt_tokens == prompt_len  # the same prompt: image tokens expanded as the processor does
         assert reply.choices[0].message.content == text
         assert reply.choices[0].finish_reason in ("stop", "length")
+    two = client.chat.completions.create(model="vl", messages=image_message(image), temperature=0, max_tokens=12, n=2)
+    assert [c.message.content for c in two.choices] == [text, text]  # each of n rows carries the pictures
+
+
+def test_llava_image_requests_equal_its_own_generate(tmp_path):
+    model = build_tiny_vlm(tmp_path / "llava", "llava", seed=3)
+    server = build_server(ServeConfig(model_name_or_path=str(model), served_model_name="vl", template="llava",
+                                      device="cpu"))
+    reference = Reference(model, arch="llava")
+    images = pictures(2, seed=7)
+    try:
+        with serving(server.app) as url:
+            llava = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+            with ThreadPoolExecutor(2) as pool:
+                replies = list(pool.map(lambda i: ask(llava, image_message(i)), images))
+    finally:
+        server.engine.close()
+    for image, reply in zip(images, replies, strict=True):
+        text, prompt_len = reference.answer(image, QUESTION, 12)
+        assert (reply.choices[0].message.content, reply.usage.prompt_tokens) == (text, prompt_len)
 
 
 def test_concurrent_image_and_text_requests_each_get_their_own_answer(client, reference):
