@@ -33,6 +33,11 @@ def base(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def adapter(base, tmp_path_factory) -> Path:
+    return vision_adapter(base, tmp_path_factory.mktemp("vl-adapter"))
+
+
+def vision_adapter(base: Path, out: Path, seed: int = 0) -> Path:
+    """A LoRA adapter of the vision tower and language model with the projector saved whole, non-zero weights."""
     from peft import LoraConfig, get_peft_model
 
     model = AutoModelForImageTextToText.from_pretrained(base)
@@ -40,14 +45,13 @@ def adapter(base, tmp_path_factory) -> Path:
     config = LoraConfig(r=4, lora_alpha=8, target_modules=vision_lora_targets(names, ["all"], set()),
                         modules_to_save=["merger"])
     peft_model = get_peft_model(model, config)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.2)
             elif "modules_to_save" in name:
                 param.add_(torch.randn_like(param) * 0.05)
-    out = tmp_path_factory.mktemp("vl-adapter")
     peft_model.save_pretrained(out)
     AutoProcessor.from_pretrained(base).save_pretrained(out)  # training saves the processor with the adapter
     return out

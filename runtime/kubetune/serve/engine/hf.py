@@ -28,7 +28,7 @@ from kubetune.serve.engine import Delta, EngineError, GenerationRequest, TokenLo
 from kubetune.serve.engine.batch import BatchState, can_join, left_pad
 from kubetune.serve.engine.sampling import OpenAIPenaltyLogitsProcessor, RowwiseSamplingWarper, sample_rows
 from kubetune.serve.engine.textstream import IncrementalDecoder, SequenceText, StopStringFilter
-from kubetune.serve.engine.vision import prefill_inputs
+from kubetune.serve.engine.vision import one_adapter, prefill_inputs
 from kubetune.serve.threads import ThreadPlan
 
 log = logging.getLogger(__name__)
@@ -185,9 +185,10 @@ class HFEngine:
         return SequenceText(IncrementalDecoder(self.tokenizer, self.special, request.keep_token_ids),
                             StopStringFilter(request.params.stop), self.stop_ids, request.params.max_tokens)
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache, adapters: list[str],
-                 **extra):
-        kwargs = {"adapter_names": adapters, **extra} if self.adapters else extra
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache,
+                 adapters: list[str] | None, **extra):
+        """Logits of each row's last token and the cache; ``adapters`` names each row's (None: the active one)."""
+        kwargs = {"adapter_names": adapters, **extra} if self.adapters and adapters is not None else extra
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                              use_cache=True, logits_to_keep=1, **kwargs)
@@ -199,17 +200,31 @@ class HFEngine:
     def _admit(self, rows: list[_Row], state: BatchState | None, new: list[_Request]
                ) -> tuple[list[_Row], BatchState]:
         """Prefill ``new`` as a batch of their own, then join them to the running rows (untouched on failure)."""
+        if self.adapters and len(new) > 1 and any(item.request.images for item in new):
+            for item in new:  # pixel inputs under separate adapters: one request per prefill (_prefill_images)
+                rows, state = self._admit(rows, state, [item])
+            assert state is not None
+            return rows, state
         added = [_Row(item, i, self._sequence_text(item.request)) for item in new for i in range(item.request.params.n)]
         prompts = [row.owner.request.prompt_ids for row in added]
         ids, mask = left_pad(prompts, self.pad_id, self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         pixels, positions, rope_delta = prefill_inputs(self.model, [row.owner.request.images for row in added], ids,
                                                        mask, positions)
-        logits, cache = self._forward(ids, mask, positions, None, self._adapter_names(added), **pixels)
+        if pixels and self.adapters:
+            logits, cache = self._prefill_images(added[0].owner.request.adapter, ids, mask, positions, pixels)
+        else:
+            logits, cache = self._forward(ids, mask, positions, None, self._adapter_names(added), **pixels)
         fresh = BatchState(cache=cache, mask=mask, lengths=mask.sum(-1),
                            completion=torch.empty((len(added), 0), dtype=torch.long, device=self.device),
                            logits=logits, rope_delta=rope_delta)
         return rows + added, fresh if state is None else state.join(fresh)
+
+    def _prefill_images(self, adapter: str | None, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                        pixels: dict):
+        """Prefill one request's rows with pixel inputs under its one adapter (see vision.one_adapter)."""
+        with one_adapter(self.model, adapter):
+            return self._forward(ids, mask, positions, None, None, **pixels)
 
     def _step(self, rows: list[_Row], state: BatchState) -> tuple[list[_Row], BatchState | None]:
         tokens = self._sample(rows, state)

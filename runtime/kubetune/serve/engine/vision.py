@@ -11,11 +11,15 @@ behind its token count. :func:`prefill_inputs` computes the positions with the m
 position minus its real token count. Every decode step feeds row ``i`` the position ``length_i + rope_delta_i``
 (text tokens have equal coordinates, so one number per row is all the model needs). Text rows get 0, which is
 what they get today.
+
+With separate LoRA adapters, a prefill with pixel inputs holds the rows of one request and runs under
+:func:`one_adapter`; decode steps (text tokens only) choose adapters per row as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -25,6 +29,26 @@ def _inner(model: Any) -> Any:
     """The transformers model under a peft wrapper (or ``model`` itself)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
+
+
+@contextmanager
+def one_adapter(model: Any, adapter: str | None) -> Iterator[None]:
+    """Run a peft model with ``adapter`` (None: no adapter) in every layer, restored afterwards.
+
+    peft's per-row ``adapter_names`` split a layer's input by its first dimension, which in the vision tower and
+    projector counts image patches, not requests: a prefill with pixel inputs runs one adapter for the whole batch
+    instead.
+    """
+    if adapter is None:
+        with model.disable_adapter():
+            yield
+        return
+    previous = model.active_adapter
+    model.set_adapter(adapter, inference_mode=True)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous, inference_mode=True)
 
 
 def concat_images(images: Sequence[Mapping[str, Any] | None], device: torch.device, dtype: torch.dtype
