@@ -2,7 +2,8 @@
 
 One worker thread owns the model. Each step it (1) admits waiting requests: prefills them as a padded batch and
 joins them to the running rows, (2) samples one token per row with that row's own settings, (3) sends text deltas
-to the waiting coroutines and retires finished rows, (4) runs one forward pass for all remaining rows. Rows of
+to the waiting coroutines (streaming requests each step, others once at the end, so a request that does not stream
+never wakes the event loop per token) and retires finished rows, (4) runs one forward pass for all remaining rows. Rows of
 different LoRA adapters share a forward pass through peft's per-row ``adapter_names``; DoRA adapters cannot, so
 then a batch only takes rows of the adapter it started with.
 
@@ -47,6 +48,8 @@ class _Row:
     owner: _Request
     index: int
     text: SequenceText
+    held_text: str = ""  # output not sent yet: a request that does not stream gets it all with its last delta
+    held_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     @property
     def params(self):
@@ -252,6 +255,14 @@ class HFEngine:
             log.exception("decoding a generated token failed")
             self._fail([row.owner], exc)
             return False
+        if finish is None and not row.owner.request.stream:
+            # no wake-up of the event loop per token when nobody reads the text as it comes
+            row.held_text += text
+            row.held_logprobs.extend(logprobs)
+            return True
+        if row.held_text or row.held_logprobs:
+            text, logprobs = row.held_text + text, (*row.held_logprobs, *logprobs)
+            row.held_text, row.held_logprobs = "", []
         if text or finish or logprobs:
             delta = Delta(row.index, text, finish, row.text.generated, logprobs)
             row.owner.loop.call_soon_threadsafe(row.owner.out.put_nowait, delta)

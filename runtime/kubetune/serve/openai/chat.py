@@ -98,7 +98,7 @@ class ChatService(Service):
             ticket.close()
             raise
         keep = frozenset(self._marker_ids(fmt)) if fmt else frozenset()
-        return GenerationRequest(prompt, params, adapter, keep), fmt, ticket
+        return GenerationRequest(prompt, params, adapter, keep, stream=bool(req.stream)), fmt, ticket
 
     def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
         try:
