@@ -2,10 +2,10 @@
 
 One worker thread owns the model. Each step it (1) admits waiting requests: prefills them as a padded batch and
 joins them to the running rows, (2) samples one token per row with that row's own settings, (3) sends text deltas
-to the waiting coroutines (streaming requests each step, others once at the end, so a request that does not stream
-never wakes the event loop per token) and retires finished rows, (4) runs one forward pass for all remaining rows. Rows of
-different LoRA adapters share a forward pass through peft's per-row ``adapter_names``; DoRA adapters cannot, so
-then a batch only takes rows of the adapter it started with.
+to the waiting coroutines (streaming requests each step, others once at the end, so a request that does not
+stream never wakes the event loop per token) and retires finished rows, (4) runs one forward pass for all remaining
+rows. Rows of different LoRA adapters share a forward pass through peft's per-row ``adapter_names``; DoRA adapters
+cannot, so then a batch only takes rows of the adapter it started with.
 
 A failure fails only the request it belongs to: new requests are prefilled apart from the running rows (and
 one by one when their joint prefill fails), so a bad request never takes the batch down with it. On close, every
