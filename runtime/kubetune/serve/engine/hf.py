@@ -185,7 +185,8 @@ class HFEngine:
         return SequenceText(IncrementalDecoder(self.tokenizer, self.special, request.keep_token_ids),
                             StopStringFilter(request.params.stop), self.stop_ids, request.params.max_tokens)
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache, adapters: list[str]):
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache,
+                 adapters: list[str]):
         kwargs = {"adapter_names": adapters} if self.adapters else {}
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
@@ -201,11 +202,12 @@ class HFEngine:
         added = [_Row(item, i, self._sequence_text(item.request)) for item in new for i in range(item.request.params.n)]
         prompts = [row.owner.request.prompt_ids for row in added]
         ids, mask = left_pad(prompts, self.pad_id, self.device)
+        padded = len({len(p) for p in prompts}) > 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits, cache = self._forward(ids, mask, positions, None, self._adapter_names(added))
+        logits, cache = self._forward(ids, mask if padded else None, positions, None, self._adapter_names(added))
         fresh = BatchState(cache=cache, mask=mask, lengths=mask.sum(-1),
                            completion=torch.empty((len(added), 0), dtype=torch.long, device=self.device),
-                           logits=logits)
+                           logits=logits, padded=padded)
         return rows + added, fresh if state is None else state.join(fresh)
 
     def _step(self, rows: list[_Row], state: BatchState) -> tuple[list[_Row], BatchState | None]:
@@ -221,7 +223,7 @@ class HFEngine:
         rows = [rows[i] for i in keep]
         if len(keep) < state.size:
             state = state.keep(keep)
-        state.logits, state.cache = self._forward(state.completion[:, -1:], state.mask, state.lengths[:, None],
+        state.logits, state.cache = self._forward(state.completion[:, -1:], state.forward_mask, state.lengths[:, None],
                                                   state.cache, self._adapter_names(rows))
         state.lengths = state.lengths + 1
         return rows, state
