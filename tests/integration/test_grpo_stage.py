@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import torch
@@ -25,6 +22,7 @@ from kubetune.data.preference import encode_prompt
 from kubetune.data.templates import get_template
 from kubetune.train.callbacks import read_trainer_log
 from tests.builders import make_finetunejob
+from tests.support.scorer import digit_scorer
 
 pytestmark = pytest.mark.slow
 
@@ -131,31 +129,20 @@ def test_grpo_raises_heldout_reward(tiny_llama, data_dir, tmp_path):
     assert after > before + 0.1, figures
 
 
-class _Scorer(BaseHTTPRequestHandler):
-    """An HTTP scorer: the share of digits in the last (assistant) message."""
-
-    seen: ClassVar[list[dict]] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).seen.append(body)
-        answer = body["messages"][-1]["content"]
-        payload = json.dumps({"reward": sum(c.isdigit() for c in answer) / max(len(answer), 1)}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_grpo_finetunejob_with_an_http_scorer_runs_locally(tiny_llama, data_dir, tmp_path):
     """`kubetune run` of a FineTuneJob with spec.grpo: the HTTP scorer is asked about every completion."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scorer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/score"
+    with digit_scorer() as scorer:
+        run_grpo_job(scorer.url, tiny_llama, data_dir, tmp_path)
+    seen = scorer.seen
+    assert len(seen) == 2 * 8
+    assert [m["role"] for m in seen[0]["messages"]] == ["user", "assistant"]
+    assert seen[0]["messages"][0]["content"].startswith("Describe the ")
+    outputs = list((tmp_path / "models").glob("grpo-*"))
+    assert len(outputs) == 1 and check_artifact(outputs[0], expect_type="lora-adapter").stage == "grpo"
+
+
+def run_grpo_job(url: str, tiny_llama: Path, data_dir: Path, tmp_path: Path) -> None:
+    """`kubetune run` a GRPO FineTuneJob whose rewards come from ``url``."""
     job = make_finetunejob(
         "grpo", stage="grpo", model={"uri": f"file://{tiny_llama}", "template": TEMPLATE},
         datasets=[{"uri": f"file://{data_dir / 'train.json'}", "format": "alpaca"}],
@@ -166,16 +153,7 @@ def test_grpo_finetunejob_with_an_http_scorer_runs_locally(tiny_llama, data_dir,
     )
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
-    _Scorer.seen = []
-    try:
-        assert kubetune_main(["run", str(path), "--work-dir", str(tmp_path / "w"), "--no-progress"]) == 0
-    finally:
-        server.shutdown()
-    assert len(_Scorer.seen) == 2 * 8
-    assert [m["role"] for m in _Scorer.seen[0]["messages"]] == ["user", "assistant"]
-    assert _Scorer.seen[0]["messages"][0]["content"].startswith("Describe the ")
-    outputs = list((tmp_path / "models").glob("grpo-*"))
-    assert len(outputs) == 1 and check_artifact(outputs[0], expect_type="lora-adapter").stage == "grpo"
+    assert kubetune_main(["run", str(path), "--work-dir", str(tmp_path / "w"), "--no-progress"]) == 0
 
 
 def test_bad_grpo_configs_exit_2(tiny_llama, data_dir, tmp_path, capsys):

@@ -82,6 +82,24 @@ def test_a_cancelled_request_does_not_block_others(engine):
     assert asyncio.run(scenario())
 
 
+def test_a_request_that_does_not_stream_gets_its_whole_text_at_once(engine):
+    params = SamplingParams(max_tokens=20, temperature=0.0, logprobs=2, n=2)
+    prompt = [83, 356, 122, 534]
+
+    async def deltas(stream: bool) -> list:
+        return [d async for d in engine.generate(GenerationRequest(prompt, params, stream=stream))]
+
+    streamed, whole = asyncio.run(deltas(True)), asyncio.run(deltas(False))
+    assert len(streamed) > 2 * 2, "a streaming request gets a delta per token"
+    assert sorted(d.index for d in whole) == [0, 1] and all(d.finish_reason for d in whole)
+    for index in (0, 1):
+        pieces = [d for d in streamed if d.index == index]
+        (one,) = [d for d in whole if d.index == index]
+        assert one.text == "".join(d.text for d in pieces)
+        assert one.logprobs == tuple(lp for d in pieces for lp in d.logprobs) and len(one.logprobs) == 20
+        assert (one.completion_tokens, one.finish_reason) == (pieces[-1].completion_tokens, pieces[-1].finish_reason)
+
+
 def test_adapter_for_another_base_is_refused_at_start(tiny_model_factory, tiny_llama, tmp_path):
     other = tiny_model_factory("llama", hidden_size=32, intermediate_size=64)
     adapter = train_lora(other, tmp_path / "other", ["text"], steps=1)

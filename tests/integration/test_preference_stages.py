@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import torch
@@ -26,6 +23,7 @@ from kubetune.data.preference import encode_pair, encode_prompt
 from kubetune.data.templates import get_template
 from kubetune.train import score
 from kubetune.train.callbacks import read_trainer_log
+from tests.support.scorer import digit_scorer, digit_share
 
 pytestmark = pytest.mark.slow
 
@@ -208,11 +206,6 @@ def test_kto_raises_heldout_margin(tiny_llama, data_dir, tmp_path):
     assert {"kl", "rewards/chosen", "rewards/rejected", "rewards/margins", "nll_loss"} <= set(log[-1])
 
 
-def digit_share(answer: str) -> float:
-    """The rule-based reward served over HTTP: the share of digits in the answer."""
-    return sum(c.isdigit() for c in answer) / max(len(answer), 1)
-
-
 @torch.no_grad()
 def sampled_answers(base: Path, output: Path | None, rows: list[dict], samples: int = 4) -> list[dict]:
     """Conversations with answers sampled (seeded) for held-out prompts, as PPO samples them."""
@@ -232,32 +225,10 @@ def sampled_answers(base: Path, output: Path | None, rows: list[dict], samples: 
     return convs
 
 
-class _Scorer(BaseHTTPRequestHandler):
-    """An HTTP reward model (reward_model_type api) scoring with :func:`digit_share`."""
-
-    seen: ClassVar[list[dict]] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).seen.append(body)
-        payload = json.dumps({"reward": digit_share(body["messages"][-1]["content"])}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def scorer_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scorer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Scorer.seen = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/score"
-    server.shutdown()
+def scorer():
+    with digit_scorer() as running:
+        yield running
 
 
 # LoRA plus a fully trained output head: a random tiny model moves towards a token class in a dozen PPO steps
@@ -266,18 +237,18 @@ PPO_KEYS = {"stage": "ppo", "learning_rate": 1e-2, "ppo_epochs": 4, "per_device_
             "max_new_tokens": 4, "top_p": 1.0, "temperature": 1.0, "additional_target": "lm_head"}
 
 
-def test_ppo_raises_heldout_reward_and_resumes(tiny_llama, data_dir, tmp_path, scorer_url):
+def test_ppo_raises_heldout_reward_and_resumes(tiny_llama, data_dir, tmp_path, scorer):
     """PPO against an HTTP scorer: 6 steps, then the finished run is continued to 12 from its checkpoint
     (weights, value head, optimizer, KL state), and held-out prompts earn more reward than before."""
-    config = write_config(tmp_path / "cfg.yaml", tiny_llama, data_dir, reward_model=scorer_url,
+    config = write_config(tmp_path / "cfg.yaml", tiny_llama, data_dir, reward_model=scorer.url,
                           reward_model_type="api", max_steps=6, save_steps=3, **PPO_KEYS)
     seconds = train(config)
     out = tmp_path / "out"
-    assert len(_Scorer.seen) == 6 * 16 and _Scorer.seen[0]["messages"][0]["role"] == "user"
+    assert len(scorer.seen) == 6 * 16 and scorer.seen[0]["messages"][0]["role"] == "user"
     assert (out / "checkpoint-6" / "value_head.safetensors").is_file()
     (out / "kubetune-artifact.json").unlink()  # continue the finished run rather than start over
     seconds += train(config, "max_steps=12")
-    assert len(_Scorer.seen) == 12 * 16
+    assert len(scorer.seen) == 12 * 16
 
     log = step_records(out)
     assert [r["step"] for r in log] == list(range(1, 13))

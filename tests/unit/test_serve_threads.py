@@ -13,22 +13,24 @@ QUIET = CpuBudget(2, "cpuset of 2 CPUs, no CPU quota", None, 2)
 
 
 @pytest.mark.parametrize(("cpus", "hidden", "requested", "intra"), [
-    (2, 512, None, 2),  # small budget: all of it
+    (2, 1024, None, 2),  # small budget: all of it
     (1, 4096, None, 1),
-    (3, 512, None, 2),  # one CPU left to the server from 3 on
+    (3, 1024, None, 2),  # one CPU left to the server from 3 on
+    (16, 512, None, 1),  # small model: one thread
     (16, 2048, None, 15),
-    (16, 128, None, 1),  # toy model: one thread
+    (16, 1023, None, 1),
     (8, None, None, 7),  # unknown hidden size: the budget rule
     (2, 128, 4, 4),  # an explicit count wins, even above the budget
     (16, 2048, 1, 1),
-], ids=["two", "one", "three-spare-one", "sixteen", "toy", "unknown-hidden", "explicit-above", "explicit-one"])
+], ids=["two", "one", "three-spare-one", "small", "sixteen", "just-small", "unknown-hidden", "explicit-above",
+        "explicit-one"])
 def test_plan(cpus, hidden, requested, intra):
     plan = plan_threads(CpuBudget(cpus, f"{cpus} cpus"), hidden, requested)
     assert (plan.intra_op, plan.inter_op) == (intra, 1)
 
 
 def test_reason_says_why():
-    assert "hidden size 128 < 512" in plan_threads(QUIET, 128).reason
+    assert "hidden size 128 < 1024" in plan_threads(QUIET, 128).reason
     assert plan_threads(QUIET, 1024).reason == "CPU budget 2 from cpuset of 2 CPUs, no CPU quota"
     assert plan_threads(QUIET, 1024, 8).reason == "set explicitly; above the CPU budget of 2"
     assert plan_threads(QUIET, 1024, 2).describe() == "torch threads: 2 intra-op, 1 inter-op (set explicitly)"

@@ -117,3 +117,17 @@ def test_rendering_never_imports_deepspeed():
             "deepspeed_config(3, offload=True); fsdp_config(['L'], offload=True, activation_checkpointing=True);"
             "bad = {'deepspeed', 'torch', 'transformers'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("arch", "expected"), [
+    ("llama", ["LlamaDecoderLayer"]),
+    ("qwen2_vl", ["Qwen2VLDecoderLayer", "Qwen2VLVisionBlock"]),  # the vision tower's blocks are shard units too
+    ("llava", ["CLIPEncoderLayer", "CLIPVisionEmbeddings", "LlamaDecoderLayer"]),  # no CLIP text classes
+])
+def test_fsdp_layer_classes_of_text_and_vision_language_models(arch, expected, tmp_path):
+    from kubetune.config.model_args import ModelConfig
+    from kubetune.model.loader import decoder_layer_classes
+    from kubetune.model.tiny import build_tiny_model, build_tiny_vlm
+
+    path = build_tiny_model(tmp_path, arch) if arch == "llama" else build_tiny_vlm(tmp_path, arch)
+    assert decoder_layer_classes(ModelConfig(model_name_or_path=str(path))) == expected

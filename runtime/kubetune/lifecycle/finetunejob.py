@@ -16,7 +16,7 @@ from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle import runs
 from kubetune.lifecycle.conditions import Cond, Verdict, apply_conditions, get_condition
 from kubetune.lifecycle.health import with_health
-from kubetune.lifecycle.inputs import ACCEPTED, Rejection, rejected_status, unresolved_status
+from kubetune.lifecycle.inputs import ACCEPTED, Rejection, input_status
 from kubetune.lifecycle.runs import RunState
 from kubetune.lifecycle.sources import Unresolved
 
@@ -97,11 +97,8 @@ def derive_finetunejob_status(prev: dict[str, Any] | None, obs: TrainingObservat
     """The derived part of the next status (the keys in :data:`OWNED`)."""
     prev = prev or {}
     status: dict[str, Any] = {"observedGeneration": obs.generation, "restarts": _restarts(prev, obs.launcher)}
-    if obs.rejection is not None:
-        verdict = rejected_status(KIND, obs.rejection)
-    elif obs.unresolved is not None:
-        verdict = unresolved_status(KIND, obs.unresolved)
-    else:
+    verdict = input_status(KIND, obs.rejection, obs.unresolved)
+    if verdict is None:
         run = _run_verdict(obs, prev)
         verdict = Verdict(run.phase, run.reason, run.message, [ACCEPTED, INPUTS_READY, *run.conditions])
         if obs.launcher_kind:

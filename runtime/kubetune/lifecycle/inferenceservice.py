@@ -14,7 +14,7 @@ from kubetune.api.conditions import InferenceServicePhase as P
 from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle.conditions import Cond, Verdict, apply_conditions
 from kubetune.lifecycle.health import with_health
-from kubetune.lifecycle.inputs import ACCEPTED, Rejection, rejected_status, unresolved_status
+from kubetune.lifecycle.inputs import ACCEPTED, Rejection, input_status
 from kubetune.lifecycle.sources import Unresolved
 
 KIND = "InferenceService"
@@ -101,11 +101,8 @@ def derive_inferenceservice_status(prev: dict[str, Any] | None, obs: ServingObse
         "replicas": serving.replicas if obs.serving else 0,
         "readyReplicas": serving.ready if obs.serving else 0,
     }
-    if obs.rejection is not None:
-        verdict = rejected_status(KIND, obs.rejection)
-    elif obs.unresolved is not None:
-        verdict = unresolved_status(KIND, obs.unresolved)
-    else:
+    verdict = input_status(KIND, obs.rejection, obs.unresolved)
+    if verdict is None:
         served = _serving_verdict(serving)
         verdict = Verdict(served.phase, served.reason, served.message, [ACCEPTED, MODEL_RESOLVED, *served.conditions])
         status.update(url=obs.url, servedModels=list(obs.served_models) or None, deployment=obs.deployment_name,

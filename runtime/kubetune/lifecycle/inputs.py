@@ -83,6 +83,15 @@ def rejected_status(kind: str, rejection: Rejection) -> Verdict:
     return Verdict("Failed" if rejection.final else "Pending", rejection.reason, rejection.message, conds)
 
 
+def input_status(kind: str, rejection: Rejection | None, unresolved: Unresolved | None) -> Verdict | None:
+    """The status a refused spec or an unusable input gives a ``kind`` object; None when its inputs let it run."""
+    if rejection is not None:
+        return rejected_status(kind, rejection)
+    if unresolved is not None:
+        return unresolved_status(kind, unresolved)
+    return None
+
+
 def blocking(unresolved: Unresolved | None, started: bool) -> Unresolved | None:
     """The unresolved input that holds the object back: once its run started, only a final one does (an input
     vanishing later does not stop a running job)."""

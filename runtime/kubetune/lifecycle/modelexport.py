@@ -13,7 +13,7 @@ from kubetune.api.conditions import Reason as R
 from kubetune.lifecycle import runs
 from kubetune.lifecycle.conditions import Cond, Verdict, apply_conditions
 from kubetune.lifecycle.health import with_health
-from kubetune.lifecycle.inputs import ACCEPTED, Rejection, rejected_status, unresolved_status
+from kubetune.lifecycle.inputs import ACCEPTED, Rejection, input_status
 from kubetune.lifecycle.runs import RunState
 from kubetune.lifecycle.sources import FINETUNEJOB, Artifact, Unresolved, ref_of
 
@@ -70,11 +70,8 @@ def derive_modelexport_status(prev: dict[str, Any] | None, obs: ExportObservatio
     """The derived part of the next status (the keys in :data:`OWNED`)."""
     prev = prev or {}
     status: dict[str, Any] = {"observedGeneration": obs.generation}
-    if obs.rejection is not None:
-        verdict = rejected_status(KIND, obs.rejection)
-    elif obs.unresolved is not None:
-        verdict = unresolved_status(KIND, obs.unresolved)
-    else:
+    verdict = input_status(KIND, obs.rejection, obs.unresolved)
+    if verdict is None:
         run = _run_verdict(obs, prev)
         verdict = Verdict(run.phase, run.reason, run.message, [ACCEPTED, SOURCE_READY, *run.conditions])
         if obs.job_name:

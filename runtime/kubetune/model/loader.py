@@ -193,15 +193,32 @@ def load_model(model: ModelConfig, method: MethodConfig, *, precision: str, grad
 def decoder_layer_classes(model: ModelConfig) -> list[str]:
     """Class names of the model's decoder layers (its ``_no_split_modules``), read from the config alone.
 
-    FSDP wraps each of them as one shard unit; this is needed before the weights are loaded.
+    FSDP wraps each of them as one shard unit; this is needed before the weights are loaded. A vision-language model
+    gives its language model's and its vision tower's layers.
     """
     from transformers import AutoConfig
-    from transformers.models.auto.auto_factory import _get_model_class
 
     config = AutoConfig.from_pretrained(model.model_name_or_path, revision=model.model_revision,
                                         cache_dir=model.cache_dir, trust_remote_code=model.trust_remote_code)
+    return layer_classes_of(config, model.trust_remote_code)
+
+
+def layer_classes_of(config: Any, trust_remote_code: bool = False) -> list[str]:
+    """The no-split layer classes of the model ``config`` describes that occur in it, in a stable order.
+
+    The model is built on the meta device (no memory, no weights): transformers gathers every part's
+    ``_no_split_modules`` into the model's, and only the classes the model really contains are kept (a part's list
+    may name classes of a sibling model, such as CLIP's text embeddings in a vision tower).
+    """
+    from transformers import AutoModelForImageTextToText
+
+    from kubetune.model.vision import is_vision_language
+
+    auto = AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
     try:
-        cls = _get_model_class(config, AutoModelForCausalLM._model_mapping)
+        with torch.device("meta"):
+            built = auto.from_config(config, trust_remote_code=trust_remote_code)
     except (KeyError, ValueError):
         return []
-    return list(getattr(cls, "_no_split_modules", None) or [])
+    present = {type(module).__name__ for module in built.modules()}
+    return sorted(name for name in (built._no_split_modules or ()) if name in present)

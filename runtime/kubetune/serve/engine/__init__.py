@@ -39,14 +39,17 @@ class GenerationRequest:
     """One request: ``n`` sequences continuing ``prompt_ids`` with the adapter ``adapter`` (None = base model).
 
     ``keep_token_ids`` are special tokens that stay in the text (tool-call markers); other special tokens are
-    dropped from it. ``images`` are a vision-language model's pixel inputs for the image tokens of the prompt, as
-    its processor returns them (``pixel_values``, ``image_grid_thw``, ...); None for a text prompt.
+    dropped from it. ``stream`` False says the caller reads only whole sequences: an engine may then send one delta
+    per sequence, at its end, holding all of its text and log-probabilities (the same text as streamed deltas).
+    ``images`` are a vision-language model's pixel inputs for the image tokens of the prompt, as its processor
+    returns them (``pixel_values``, ``image_grid_thw``, ...); None for a text prompt.
     """
 
     prompt_ids: list[int]
     params: SamplingParams
     adapter: str | None = None
     keep_token_ids: frozenset[int] = frozenset()
+    stream: bool = True
     images: Mapping[str, Any] | None = None
 
 

@@ -39,6 +39,12 @@ class BatchState:
     completion: torch.Tensor  # [B, C] generated ids, -1 on the left where a row has fewer
     logits: torch.Tensor  # [B, V] next-token logits of each row
     rope_delta: torch.Tensor | None = None  # [B] next position minus real tokens (3-D rope images), None = all 0
+    padded: bool = True  # whether some row may have left padding (False: the model needs no attention mask)
+
+    @property
+    def forward_mask(self) -> torch.Tensor | None:
+        """The attention mask a forward pass needs: none while no row is padded (one less mask to build per step)."""
+        return self.mask if self.padded else None
 
     @property
     def size(self) -> int:
@@ -68,6 +74,7 @@ class BatchState:
             lengths=torch.cat([self.lengths, other.lengths]),
             completion=torch.cat([_pad_left(self.completion, cols, 1, -1), _pad_left(other.completion, cols, 1, -1)]),
             logits=torch.cat([self.logits, other.logits]),
+            padded=self.padded or other.padded or self.mask.shape[1] != other.mask.shape[1],
             rope_delta=None if self.rope_delta is None and other.rope_delta is None
             else torch.cat([self._deltas(), other._deltas()]),
         )
@@ -77,7 +84,7 @@ class BatchState:
         index = torch.tensor(rows, device=self.mask.device, dtype=torch.long)
         self.cache.batch_select_indices(index)
         return BatchState(cache=self.cache, mask=self.mask[index], lengths=self.lengths[index],
-                          completion=self.completion[index], logits=self.logits[index],
+                          completion=self.completion[index], logits=self.logits[index], padded=self.padded,
                           rope_delta=None if self.rope_delta is None else self.rope_delta[index])
 
     def append(self, tokens: torch.Tensor) -> None:

@@ -2,9 +2,10 @@
 
 One worker thread owns the model. Each step it (1) admits waiting requests: prefills them as a padded batch and
 joins them to the running rows, (2) samples one token per row with that row's own settings, (3) sends text deltas
-to the waiting coroutines and retires finished rows, (4) runs one forward pass for all remaining rows. Rows of
-different LoRA adapters share a forward pass through peft's per-row ``adapter_names``; DoRA adapters cannot, so
-then a batch only takes rows of the adapter it started with.
+to the waiting coroutines (streaming requests each step, others once at the end, so a request that does not
+stream never wakes the event loop per token) and retires finished rows, (4) runs one forward pass for all remaining
+rows. Rows of different LoRA adapters share a forward pass through peft's per-row ``adapter_names``; DoRA adapters
+cannot, so then a batch only takes rows of the adapter it started with.
 
 A failure fails only the request it belongs to: new requests are prefilled apart from the running rows (and
 one by one when their joint prefill fails), so a bad request never takes the batch down with it. On close, every
@@ -49,6 +50,8 @@ class _Row:
     owner: _Request
     index: int
     text: SequenceText
+    held_text: str = ""  # output not sent yet: a request that does not stream gets it all with its last delta
+    held_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     @property
     def params(self):
@@ -185,7 +188,7 @@ class HFEngine:
         return SequenceText(IncrementalDecoder(self.tokenizer, self.special, request.keep_token_ids),
                             StopStringFilter(request.params.stop), self.stop_ids, request.params.max_tokens)
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache,
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache,
                  adapters: list[str] | None, **extra):
         """Logits of each row's last token and the cache; ``adapters`` names each row's (None: the active one)."""
         kwargs = {"adapter_names": adapters, **extra} if self.adapters and adapters is not None else extra
@@ -208,20 +211,22 @@ class HFEngine:
         added = [_Row(item, i, self._sequence_text(item.request)) for item in new for i in range(item.request.params.n)]
         prompts = [row.owner.request.prompt_ids for row in added]
         ids, mask = left_pad(prompts, self.pad_id, self.device)
+        padded = len({len(p) for p in prompts}) > 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         pixels, positions, rope_delta = prefill_inputs(self.model, [row.owner.request.images for row in added], ids,
                                                        mask, positions)
+        forward_mask = mask if padded else None
         if pixels and self.adapters:
-            logits, cache = self._prefill_images(added[0].owner.request.adapter, ids, mask, positions, pixels)
+            logits, cache = self._prefill_images(added[0].owner.request.adapter, ids, forward_mask, positions, pixels)
         else:
-            logits, cache = self._forward(ids, mask, positions, None, self._adapter_names(added), **pixels)
+            logits, cache = self._forward(ids, forward_mask, positions, None, self._adapter_names(added), **pixels)
         fresh = BatchState(cache=cache, mask=mask, lengths=mask.sum(-1),
                            completion=torch.empty((len(added), 0), dtype=torch.long, device=self.device),
-                           logits=logits, rope_delta=rope_delta)
+                           logits=logits, padded=padded, rope_delta=rope_delta)
         return rows + added, fresh if state is None else state.join(fresh)
 
-    def _prefill_images(self, adapter: str | None, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                        pixels: dict):
+    def _prefill_images(self, adapter: str | None, ids: torch.Tensor, mask: torch.Tensor | None,
+                        positions: torch.Tensor, pixels: dict):
         """Prefill one request's rows with pixel inputs under its one adapter (see vision.one_adapter)."""
         with one_adapter(self.model, adapter):
             return self._forward(ids, mask, positions, None, None, **pixels)
@@ -239,8 +244,8 @@ class HFEngine:
         rows = [rows[i] for i in keep]
         if len(keep) < state.size:
             state = state.keep(keep)
-        state.logits, state.cache = self._forward(state.completion[:, -1:], state.mask, state.next_positions(),
-                                                  state.cache, self._adapter_names(rows))
+        state.logits, state.cache = self._forward(state.completion[:, -1:], state.forward_mask,
+                                                  state.next_positions(), state.cache, self._adapter_names(rows))
         state.lengths = state.lengths + 1
         return rows, state
 
@@ -273,6 +278,14 @@ class HFEngine:
             log.exception("decoding a generated token failed")
             self._fail([row.owner], exc)
             return False
+        if finish is None and not row.owner.request.stream:
+            # no wake-up of the event loop per token when nobody reads the text as it comes
+            row.held_text += text
+            row.held_logprobs.extend(logprobs)
+            return True
+        if row.held_text or row.held_logprobs:
+            text, logprobs = row.held_text + text, (*row.held_logprobs, *logprobs)
+            row.held_text, row.held_logprobs = "", []
         if text or finish or logprobs:
             delta = Delta(row.index, text, finish, row.text.generated, logprobs)
             row.owner.loop.call_soon_threadsafe(row.owner.out.put_nowait, delta)

@@ -108,7 +108,8 @@ class ChatService(Service):
             ticket.close()
             raise
         keep = frozenset(self._marker_ids(fmt)) if fmt else frozenset()
-        return GenerationRequest(prompt, params, adapter, keep, images), fmt, ticket
+        request = GenerationRequest(prompt, params, adapter, keep, images=images, stream=bool(req.stream))
+        return request, fmt, ticket
 
     def _processor_for(self, urls: list[tuple[str, str]], messages: list[dict[str, Any]]) -> Any:
         """The model's processor when the request holds images (None when it holds none); a 400 when the model

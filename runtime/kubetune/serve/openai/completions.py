@@ -83,7 +83,7 @@ class CompletionService(Service):
                 params = sampling_params(req, self.config, prompt_len=len(ids),
                                          max_model_len=self.engine.max_model_len, max_tokens=req.max_tokens,
                                          logprobs=req.logprobs, prompt_param="prompt")
-                requests.append(GenerationRequest(ids, params, adapter))
+                requests.append(GenerationRequest(ids, params, adapter, stream=bool(req.stream)))
         except BaseException:
             ticket.close()
             raise
