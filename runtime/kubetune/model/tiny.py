@@ -60,12 +60,18 @@ def build_tiny_model(out_dir: str | Path, arch: str = "llama", tokenizer_dir: st
         tokenizer.chat_template = chat_template
     config = tiny_config(arch, len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=tokenizer.eos_token_id, **sizes)
+    return _write_random(out, AutoModelForCausalLM, config, tokenizer, tokenizer, seed)
+
+
+def _write_random(out: Path, auto: Any, config: PretrainedConfig, tokenizer: Any, saver: Any, seed: int) -> Path:
+    """Initialise ``auto``'s model for ``config`` from ``seed`` and write it, with ``saver`` (tokenizer or
+    processor), to ``out``; generation stops and pads as ``tokenizer`` does."""
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = auto.from_config(config, dtype=torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    saver.save_pretrained(out)
     return out
 
 
@@ -140,10 +146,4 @@ def build_tiny_vlm(out_dir: str | Path, arch: str = "qwen2_vl", tokenizer_dir: s
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     tokenizer.add_special_tokens({"additional_special_tokens": list(VISION_TOKENS[arch])})
     config, processor = VISION_BUILDERS[arch](tokenizer, hidden_size, layers, initializer_range)
-    torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return _write_random(out, AutoModelForImageTextToText, config, tokenizer, processor, seed)
