@@ -35,6 +35,7 @@ from trl import DPOConfig, DPOTrainer
 from kubetune.data.preference import encode_pair
 from kubetune.train.checkpoints import AtomicCheckpointMixin
 from kubetune.train.context import TrainContext, TrainResult
+from kubetune.train.dpo_step import LeanDPOStep
 from kubetune.train.preference import SavesTrainedAdapterOnly, encode_dataset, load_reference, pair_kwargs
 from kubetune.train.workflow import load_trainable, prepare_run, train_and_save
 
@@ -42,8 +43,9 @@ if TYPE_CHECKING:
     from kubetune.config import PreferenceConfig, RuntimeConfig
 
 
-class KubetuneDPOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, DPOTrainer):
-    """DPOTrainer over rows kubetune already encoded (``prompt_ids``/``chosen_ids``/``rejected_ids``)."""
+class KubetuneDPOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, LeanDPOStep, DPOTrainer):
+    """DPOTrainer over rows kubetune already encoded (``prompt_ids``/``chosen_ids``/``rejected_ids``), with the
+    lean step of :mod:`kubetune.train.dpo_step`."""
 
     reference_seconds = 0.0  # time spent computing the reference log-probs once (0 when computed per step)
 
