@@ -90,6 +90,6 @@ def test_lean_step_matches_trl(case, tiny_llama, tmp_path):
 def test_configs_the_lean_step_does_not_cover_use_trls(tiny_llama, tmp_path):
     trainer = make_trainer(tiny_llama, tmp_path, peft=True, loss_type=["bco_pair"], beta=0.1)
     assert not trainer.lean_step
-    loss, metrics, _ = loss_metrics_grads(trainer, trainer._compute_loss)
+    loss, _, _ = loss_metrics_grads(trainer, trainer._compute_loss)
     assert "entropy" in trainer._metrics["train"]  # TRL's stock step ran
     assert torch.isfinite(loss)

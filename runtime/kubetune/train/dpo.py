@@ -23,6 +23,9 @@ pass over the data (TRL's ``precompute_ref_log_probs``), instead of one referenc
 shorter run keeps the per-step forward: the up-front pass has its own costs (hashing the model, caching the
 results with the dataset), and on a tiny model at one epoch it cost more than the forwards it replaced. Logged per step:
 rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies (β-scaled implicit rewards), logps/*, the loss.
+
+sigmoid, hinge, ipo, robust and the SFT term run through :mod:`kubetune.train.dpo_step`: TRL's losses on log-probs
+scored at the answer positions only, without TRL's entropy, logits/* and mean_token_accuracy metrics.
 """
 
 from __future__ import annotations
