@@ -134,7 +134,8 @@ class LeanDPOStep:
         trainer: Any = self
         if trainer.precompute_ref_logps:
             return inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
-        model, adapter = trainer.ref_model, contextlib.nullcontext()
+        model = trainer.ref_model
+        adapter: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if model is None:
             model = trainer.model
             unwrapped = trainer.accelerator.unwrap_model(model)
