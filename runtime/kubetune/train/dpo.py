@@ -23,6 +23,9 @@ pass over the data (TRL's ``precompute_ref_log_probs``), instead of one referenc
 shorter run keeps the per-step forward: the up-front pass has its own costs (hashing the model, caching the
 results with the dataset), and on a tiny model at one epoch it cost more than the forwards it replaced. Logged per step:
 rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies (β-scaled implicit rewards), logps/*, the loss.
+
+sigmoid, hinge, ipo, robust and the SFT term run through :mod:`kubetune.train.dpo_step`: TRL's losses on log-probs
+scored at the answer positions only, without TRL's entropy, logits/* and mean_token_accuracy metrics.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from trl import DPOConfig, DPOTrainer
 from kubetune.data.preference import encode_pair
 from kubetune.train.checkpoints import AtomicCheckpointMixin
 from kubetune.train.context import TrainContext, TrainResult
+from kubetune.train.dpo_step import LeanDPOStep
 from kubetune.train.preference import SavesTrainedAdapterOnly, encode_dataset, load_reference, pair_kwargs
 from kubetune.train.workflow import load_trainable, prepare_run, train_and_save
 
@@ -42,8 +46,9 @@ if TYPE_CHECKING:
     from kubetune.config import PreferenceConfig, RuntimeConfig
 
 
-class KubetuneDPOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, DPOTrainer):
-    """DPOTrainer over rows kubetune already encoded (``prompt_ids``/``chosen_ids``/``rejected_ids``)."""
+class KubetuneDPOTrainer(SavesTrainedAdapterOnly, AtomicCheckpointMixin, LeanDPOStep, DPOTrainer):
+    """DPOTrainer over rows kubetune already encoded (``prompt_ids``/``chosen_ids``/``rejected_ids``), with the
+    lean step of :mod:`kubetune.train.dpo_step`."""
 
     reference_seconds = 0.0  # time spent computing the reference log-probs once (0 when computed per step)
 
