@@ -171,3 +171,15 @@ def test_other_cases_take_the_stock_path(tiny_llama, tmp_path):
     assert trainer.labelled_loss_parts(model, {k: v for k, v in batch.items() if k != "labels"}, False) is None
     model.base_model.model.config.output_router_logits = True  # an MoE router loss is added after the head
     assert plain_head_parts(model) is None
+
+
+def test_flops_count_parameters_once(tiny_llama, tmp_path):
+    model = make_model(tiny_llama, tmp_path, "lora")
+    trainer = make_trainer(model, tmp_path)
+    batch = batches("padded")[0]
+    expected = Trainer.floating_point_ops(trainer, batch)
+    calls = []
+    count = model.num_parameters
+    model.num_parameters = lambda **kw: calls.append(kw) or count(**kw)
+    assert [trainer.floating_point_ops(batch) for _ in range(3)] == [expected] * 3 and expected > 0
+    assert calls == [{"exclude_embeddings": True}]
