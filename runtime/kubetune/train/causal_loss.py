@@ -16,7 +16,11 @@ import torch
 from torch import nn
 
 from kubetune.train.lm_head import (
-    IGNORE_INDEX, chunk_size, labelled_cross_entropy, labelled_hidden, shift_labels,
+    IGNORE_INDEX,
+    chunk_size,
+    labelled_cross_entropy,
+    labelled_hidden,
+    shift_labels,
 )
 
 # Causal LM classes (by config.model_type) whose forward is body → lm_head → loss_function, possibly with one of
@@ -59,6 +63,8 @@ def plain_head_parts(model: Any) -> HeadParts | None:
     from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 
     inner = _without_peft(model)
+    if inner is None:
+        return None
     config = getattr(inner, "config", None)
     if config is None or getattr(config, "model_type", None) not in PLAIN_HEAD_MODEL_TYPES:
         return None

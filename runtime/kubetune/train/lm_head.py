@@ -55,7 +55,7 @@ def _chunked(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], hidden: t
              targets: torch.Tensor, chunk_tokens: int) -> list[torch.Tensor]:
     if hidden.shape[0] <= chunk_tokens:
         return [fn(hidden, targets)]
-    return [checkpoint(fn, h, t, use_reentrant=False)  # type: ignore[misc]  # returns fn's tensor
+    return [checkpoint(fn, h, t, use_reentrant=False)
             for h, t in zip(hidden.split(chunk_tokens), targets.split(chunk_tokens), strict=True)]
 
 

@@ -44,11 +44,12 @@ class KubetuneTrainer(AtomicCheckpointMixin, Trainer):
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """``Trainer.floating_point_ops`` (6 x input tokens x non-embedding parameters, for ``total_flos``) with
         the parameter count taken once per model: the stock method walks every module on every step."""
-        main_input = getattr(self.model, "main_input_name", "input_ids")
-        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+        model: Any = self.model
+        main_input = getattr(model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(model, "num_parameters"):
             return 0
-        if self._flops_params is None or self._flops_params[0] is not self.model:
-            self._flops_params = (self.model, self.model.num_parameters(exclude_embeddings=True))
+        if self._flops_params is None or self._flops_params[0] is not model:
+            self._flops_params = (model, model.num_parameters(exclude_embeddings=True))
         return 6 * inputs[main_input].numel() * self._flops_params[1]
 
     def labelled_loss_parts(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> HeadParts | None:
