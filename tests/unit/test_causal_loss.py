@@ -169,6 +169,9 @@ def test_other_cases_take_the_stock_path(tiny_llama, tmp_path):
     assert trainer.labelled_loss_parts(model, batch, return_outputs=True) is None  # evaluation wants logits
     assert trainer.labelled_loss_parts(model, {**batch, "pixel_values": torch.zeros(1)}, False) is None
     assert trainer.labelled_loss_parts(model, {k: v for k, v in batch.items() if k != "labels"}, False) is None
+    from transformers import LlamaForSequenceClassification
+
+    assert plain_head_parts(LlamaForSequenceClassification(model.base_model.model.config)) is None  # a reward model
     model.base_model.model.config.output_router_logits = True  # an MoE router loss is added after the head
     assert plain_head_parts(model) is None
 

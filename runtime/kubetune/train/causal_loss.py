@@ -56,11 +56,13 @@ def _without_peft(model: Any) -> Any | None:
 def plain_head_parts(model: Any) -> HeadParts | None:
     """The body and head of ``model`` when its training loss can be computed on labelled positions only.
 
-    None when the forward does more than body → head → ``ForCausalLMLoss``: a model type not known to be plain, a
-    config that transforms the logits (``final_logit_softcapping``, ``logits_scaling``, ``logit_scale``) or adds
-    the MoE router loss (``output_router_logits``), a different ``loss_type``, or a prompt-learning adapter.
+    None when the forward does more than body → head → ``ForCausalLMLoss``: a model type not known to be plain or
+    another head of the family (sequence classification), a config that transforms the logits
+    (``final_logit_softcapping``, ``logits_scaling``, ``logit_scale``) or adds the MoE router loss
+    (``output_router_logits``), a different ``loss_type``, or a prompt-learning adapter.
     """
     from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     inner = _without_peft(model)
     if inner is None:
@@ -68,6 +70,8 @@ def plain_head_parts(model: Any) -> HeadParts | None:
     config = getattr(inner, "config", None)
     if config is None or getattr(config, "model_type", None) not in PLAIN_HEAD_MODEL_TYPES:
         return None
+    if type(inner).__name__ != MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type):
+        return None  # the family's other heads (sequence classification for reward models, ...)
     if any(getattr(config, key, None) not in (None, 1, 1.0) for key in LOGIT_TRANSFORM_KEYS):
         return None
     if getattr(config, "output_router_logits", False):
