@@ -18,13 +18,15 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from kubetune.config.optimizer_args import OptimizerConfig
 from kubetune.model.adapters import loraplus_optimizer
 from kubetune.train.callbacks import ConsoleProgressCallback, TrainerLogCallback
+from kubetune.train.causal_loss import BODY_INPUTS, HeadParts, labelled_loss, plain_head_parts
 from kubetune.train.checkpoints import AtomicCheckpointMixin
 from kubetune.train.optimizers import badam_optimizer, scale_front
 from kubetune.train.progress import ProgressReporter, ProgressSink
 
 
 class KubetuneTrainer(AtomicCheckpointMixin, Trainer):
-    """transformers Trainer with complete-or-ignored checkpoints, optional LoRA+ parameter groups and BAdam.
+    """transformers Trainer with complete-or-ignored checkpoints, optional LoRA+ parameter groups and BAdam, and the
+    training loss computed on labelled positions only where the model allows it (:meth:`compute_loss`).
 
     Args:
         loraplus: the method config when ``loraplus_lr_ratio`` is set (B matrices learn faster), else None.
@@ -36,7 +38,51 @@ class KubetuneTrainer(AtomicCheckpointMixin, Trainer):
                  **kwargs: Any) -> None:
         self._loraplus = loraplus
         self._optimizer_keys = optimizer_keys
+        self._flops_params: tuple[Any, int] | None = None  # (model, parameters without embeddings)
         super().__init__(*args, **kwargs)
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """``Trainer.floating_point_ops`` (6 x input tokens x non-embedding parameters, for ``total_flos``) with
+        the parameter count taken once per model: the stock method walks every module on every step."""
+        model: Any = self.model
+        main_input = getattr(model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(model, "num_parameters"):
+            return 0
+        if self._flops_params is None or self._flops_params[0] is not model:
+            self._flops_params = (model, model.num_parameters(exclude_embeddings=True))
+        return 6 * inputs[main_input].numel() * self._flops_params[1]
+
+    def labelled_loss_parts(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> HeadParts | None:
+        """The body and head to compute this batch's loss from labelled positions, or None for the stock path.
+
+        The stock path stays for outputs that are wanted (evaluation logits), label smoothing or a custom loss
+        function, Liger kernels, a model wrapped for distribution (DDP/FSDP/DeepSpeed run the forward through
+        their wrapper), batches with inputs other than tokens and positions, and models whose forward does more
+        than body → head → loss (:func:`kubetune.train.causal_loss.plain_head_parts`).
+        """
+        if (return_outputs or "labels" not in inputs or self.label_smoother is not None
+                or self.compute_loss_func is not None or self.args.use_liger_kernel
+                or self.accelerator.num_processes > 1 or self.args.n_gpu > 1
+                or self.accelerator.unwrap_model(model) is not model
+                or not set(inputs) <= BODY_INPUTS | {"labels", "shift_labels"}):
+            return None
+        return plain_head_parts(model)
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """``Trainer.compute_loss``, with the LM head and cross-entropy run only on positions that have a label.
+
+        Same value and gradients as the stock forward (tests/unit/test_causal_loss.py), including the division by
+        ``num_items_in_batch`` (counted over the whole accumulated batch) when the model takes loss kwargs, and
+        the per-batch mean otherwise (the Trainer then divides by the accumulation steps).
+        """
+        parts = self.labelled_loss_parts(model, inputs, return_outputs)
+        if parts is None:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        items = num_items_in_batch if self.model_accepts_loss_kwargs else None
+        with self.accelerator.autocast():  # the stock forward runs under accelerate's autocast wrapper
+            return labelled_loss(parts, inputs, items)
 
     def create_optimizer(self, model: Any = None) -> Any:
         keys = self._optimizer_keys
