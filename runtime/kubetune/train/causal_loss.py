@@ -29,8 +29,9 @@ PLAIN_HEAD_MODEL_TYPES = frozenset({
     "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "glm4", "olmo2",
     "starcoder2", "qwen2_moe", "qwen3_moe", "mixtral",
 })
-# Config keys that change the logits after the head (Gemma 2/3 softcapping, Granite and Cohere scaling).
-LOGIT_TRANSFORM_KEYS = ("final_logit_softcapping", "logits_scaling", "logit_scale")
+# Config keys that change the logits after the head (Gemma 2/3 softcapping, Granite, Cohere and other scalings).
+LOGIT_TRANSFORM_KEYS = ("final_logit_softcapping", "logits_scaling", "logit_scale", "output_multiplier",
+                        "lm_head_multiplier")
 # Batch keys the decoder body takes; anything else (pixel values, ...) means the stock forward.
 BODY_INPUTS = frozenset({"input_ids", "attention_mask", "position_ids", "inputs_embeds", "token_type_ids"})
 

@@ -8,9 +8,9 @@ LM head, and computes the reference the same way under ``torch.inference_mode`` 
 ``ref_model``). The losses are TRL's own formulas for the types kubetune uses; the logged metrics are the ones users
 read (rewards/*, logps/*, num_tokens), gathered in one host sync.
 
-Anything else (other loss types, WPO weighting, f-divergences, MoE aux loss, vision inputs, logit softcapping or
-scaling, prompt-learning adapters, completion logits too large to hold at once, ``return_outputs``) goes through TRL's
-stock step unchanged.
+Anything else (other loss types, WPO weighting, f-divergences, MoE aux loss, vision inputs, a model whose forward is
+more than body → head, see :func:`kubetune.train.causal_loss.plain_head_parts`, prompt-learning adapters,
+``return_outputs``) goes through TRL's stock step unchanged.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ import torch.nn.functional as F
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
+from kubetune.train.causal_loss import plain_head_parts
+from kubetune.train.lm_head import chunk_size, labelled_token_logps
+
 LEAN_LOSS_TYPES = frozenset({"sigmoid", "robust", "hinge", "ipo", "sft"})
-# Completion positions x vocabulary above which the step leaves scoring to TRL's chunked head (memory, not speed).
-MAX_LEAN_LOGITS = 1 << 28
 _MODEL_KEYS = ("input_ids", "attention_mask")
-_SCALED_LOGIT_KEYS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
-                      "logits_scaling")
 
 
 def add_completion_head(model: Any) -> None:
@@ -38,7 +37,8 @@ def add_completion_head(model: Any) -> None:
     ``model(input_ids=..., attention_mask=..., completion_labels=labels)`` returns the log-probability of every
     next-token label that is not -100, as a flat tensor in row-major order, instead of logits.
 
-    Only those positions go through the LM head, so the ``(batch, seq, vocab)`` logits are never built. The call
+    Only those positions go through the LM head, in chunks (:mod:`kubetune.train.lm_head`), so the
+    ``(batch, seq, vocab)`` logits are never built. The call
     passes through PEFT and DDP wrappers like any forward, so LoRA layers and gradient synchronisation apply. Without
     ``completion_labels`` the forward is the previous one.
     """
@@ -54,22 +54,18 @@ def add_completion_head(model: Any) -> None:
         labels = completion_labels[:, 1:]
         mask = labels != -100
         head = self.get_output_embeddings()
-        logits = head(hidden[mask].to(head.weight.device)).float()
-        return torch.log_softmax(logits, dim=-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
+        return labelled_token_logps(hidden[mask].to(head.weight.device), head, labels[mask],
+                                    chunk_size(self.config.get_text_config().vocab_size))
 
     model.forward = types.MethodType(forward, model)
 
 
 def lean_step_applies(trainer: Any) -> bool:
     """Whether this trainer's configuration is one the lean step computes exactly like TRL's."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    config = model.config.get_text_config()
-    peft_config = getattr(model, "peft_config", {})
     return bool(set(trainer.loss_types) <= LEAN_LOSS_TYPES and not trainer.use_weighting
                 and trainer.f_divergence_type == "reverse_kl" and not trainer.aux_loss_enabled
                 and not getattr(trainer, "_is_vision_dataset", False)
-                and all(getattr(config, key, None) in (None, 1.0) for key in _SCALED_LOGIT_KEYS)
-                and not any(getattr(c, "is_prompt_learning", False) for c in peft_config.values()))
+                and plain_head_parts(trainer.accelerator.unwrap_model(trainer.model)) is not None)
 
 
 def sequence_logps(token_logps: torch.Tensor, mask: torch.Tensor, ld_alpha: float | None) -> torch.Tensor:
@@ -152,9 +148,7 @@ class LeanDPOStep:
         trainer: Any = self
         completion_mask = inputs["completion_mask"]
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-        if (return_outputs or not self.lean_step
-                or int((labels[:, 1:] != -100).sum()) * trainer.model.config.get_text_config().vocab_size
-                > MAX_LEAN_LOGITS):
+        if return_outputs or not self.lean_step:
             return super()._compute_loss(model, inputs, return_outputs)  # type: ignore[misc]
         mask = completion_mask[..., 1:]
         token_logps = self._completion_logps(model, inputs, labels)
