@@ -44,15 +44,16 @@ ENV = {"PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLI
        "DISABLE_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def config(path: str, model_dir: Path, data_dir: Path, out_dir: Path, steps: int) -> dict[str, Any]:
-    """The LLaMA-Factory-style YAML both tools run (LoRA r8 on all linear layers, fp32, batch 8)."""
+def config(path: str, model_dir: Path, data_dir: Path, out_dir: Path, steps: int, scale: int = 1) -> dict[str, Any]:
+    """The LLaMA-Factory-style YAML both tools run (LoRA r8 on all linear layers, fp32, batch 8); ``scale``
+    multiplies the steps (and DPO's pairs, so its run stays one epoch)."""
     cfg: dict[str, Any] = {
         "model_name_or_path": str(model_dir), "stage": "sft", "do_train": True, "finetuning_type": "lora",
         "lora_target": "all", "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0,
         "dataset_dir": str(data_dir), "dataset": "bench_sft", "template": "llama3", "cutoff_len": 256,
         "output_dir": str(out_dir), "logging_steps": 5, "save_steps": 100000, "report_to": "none",
         "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "learning_rate": 1.0e-3,
-        "max_steps": steps, "lr_scheduler_type": "cosine", "warmup_ratio": 0.0, "bf16": False, "fp16": False,
+        "max_steps": steps * scale, "lr_scheduler_type": "cosine", "warmup_ratio": 0.0, "bf16": False, "fp16": False,
         "seed": 42, "disable_gradient_checkpointing": True, "dataloader_num_workers": 0,
     }
     if path == "packing":
@@ -61,8 +62,8 @@ def config(path: str, model_dir: Path, data_dir: Path, out_dir: Path, steps: int
         cfg.update(packing=True, neat_packing=True)
     elif path == "dpo":
         # One epoch over the first pairs (DPO runs train on every pair; kubetune then scores the reference once).
-        cfg.update(stage="dpo", dataset="bench_dpo", pref_beta=0.1, pref_loss="sigmoid", max_samples=40,
-                   max_steps=10, per_device_train_batch_size=4)
+        cfg.update(stage="dpo", dataset="bench_dpo", pref_beta=0.1, pref_loss="sigmoid", max_samples=40 * scale,
+                   max_steps=10 * scale, per_device_train_batch_size=4)
     return cfg
 
 
@@ -197,6 +198,10 @@ def flops_per_token(model: str, path: str, mean_len: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--summarize", type=Path, help="only print the table again from an --out folder's results")
+    parser.add_argument("--scale", type=int, default=1,
+                        help="multiply every run's steps (and DPO's pairs, up to the 400 in the data): longer runs "
+                             "for a quiet machine, where a default run takes seconds")
     parser.add_argument("--models", default="tiny,medium")
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--out", type=Path, default=Path("/tmp/kubetune-side-by-side"))
@@ -208,6 +213,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads per run (OMP/MKL); 1 is the steadiest on a shared machine")
     args = parser.parse_args()
+    if args.summarize:
+        saved = json.loads((args.summarize / "results.json").read_text())
+        runs = saved["runs"]
+        models, paths = sorted({r["model"] for r in runs}), [p for p in PATHS if any(r["path"] == p for r in runs)]
+        print(table(summarize(runs, saved["counts"], saved["ceiling"], models, paths)))
+        return 0
     ENV.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     models, paths = args.models.split(","), args.paths.split(",")
 
@@ -226,7 +237,7 @@ def main() -> None:
                 for tool in tools:
                     run_dir = args.out / f"{model}-{path}-{tool}-{pair}"
                     out_dir = run_dir / "output"
-                    cfg = config(path, root / model, root / "data", out_dir, STEPS[model])
+                    cfg = config(path, root / model, root / "data", out_dir, STEPS[model], args.scale)
                     if tool == "llamafactory":
                         cfg |= lf_extra()
                     run_dir.mkdir(parents=True, exist_ok=True)
@@ -262,7 +273,7 @@ def real_tokens(run: dict[str, Any], counts: dict[str, tuple[int, int]]) -> floa
     tool_rows = run["rows"] or rows
     if run["path"] in ("padded", "dpo"):
         tool_rows = rows  # the same examples in both tools
-    consumed = min(run["steps"] * run["batch"], tool_rows) if run["path"] != "padded" else run["steps"] * run["batch"]
+    consumed = run["steps"] * run["batch"]  # max_steps: the Trainer starts another epoch when the rows run out
     return consumed * tokens / tool_rows
 
 
