@@ -212,9 +212,36 @@ def evaluate_trained(cfg: RuntimeConfig, ctx: TrainContext, model: Any, run: Pre
     return ev.manifest_metrics(scores, base)
 
 
+def padding_free_applies(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> bool:
+    """Whether pt/sft train padding-free on sdpa: the micro-batch flattened into one row of real tokens and
+    attention run per example (kubetune.model.varlen), which gives the padded run's loss and gradients.
+
+    Only where that is exact and the model's forward hands position ids to its attention: ``padding_free`` on, a
+    model loaded with sdpa whose type is a plain causal LM (kubetune.train.causal_loss.plain_head_parts: no vision
+    inputs, no logit transforms), one process, and not cross-attending ``packing`` (concatenated chunks that
+    attend across examples keep their layout).
+    """
+    from kubetune.train.causal_loss import plain_head_parts
+
+    if not cfg.data.padding_free or run.args.world_size != 1 or run.processor is not None:
+        return False
+    if cfg.data.packing and not cfg.data.neat_packing:
+        return False
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    return plain_head_parts(model) is not None
+
+
 def collator_for(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> Any:
     """The data layer's collator, except that neat packing takes the layout of the loaded model's attention
-    (one flattened row for varlen flash-attention, one padded row per bin for sdpa/eager)."""
+    (one flattened row for varlen flash-attention, one padded row per bin for sdpa/eager), and a padding-free run
+    (:func:`padding_free_applies`, with the model switched to kubetune.model.varlen) one flattened row."""
+    if padding_free_applies(cfg, run, model):
+        from kubetune.data.collators import FlatteningCollator
+        from kubetune.model.varlen import use_varlen_sdpa
+
+        use_varlen_sdpa(model)
+        return FlatteningCollator()
     if not cfg.data.neat_packing:
         return run.bundle.collator
     from kubetune.data.collators import neat_packing_collator
