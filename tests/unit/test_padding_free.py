@@ -105,11 +105,12 @@ def test_attention_equals_stock_sdpa(monkeypatch):
     torch.testing.assert_close(by_cu, out)
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
 @pytest.mark.parametrize("method", ["lora", "full"])
 @pytest.mark.parametrize("counted", [True, False], ids=["num_items", "mean"])
-def test_padded_batch_trains_like_flattened_varlen(tiny_llama, tmp_path, monkeypatch, method, counted):
+def test_padded_batch_trains_like_flattened_varlen(request, tmp_path, monkeypatch, arch, method, counted):
     """Two accumulated micro-batches: padded on stock sdpa vs flattened on the varlen attention (loss, grads)."""
-    model = make_model(tiny_llama, tmp_path, method)
+    model = make_model(request.getfixturevalue(f"tiny_{arch}"), tmp_path, method)
     trainer = KubetuneTrainer(model=model, args=TrainingArguments(
         output_dir=str(tmp_path / "t"), report_to=[], use_cpu=True, gradient_accumulation_steps=2))
     trainer.model_accepts_loss_kwargs = counted
