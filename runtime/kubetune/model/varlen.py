@@ -14,6 +14,7 @@ transformers' own sdpa mask and attention, so a model loaded with it computes wh
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -69,7 +70,7 @@ def sdpa_varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
         parts = [sdpa_attention_forward(module, query[b:b + 1, :, s:e], key[b:b + 1, :, s:e],
                                         value[b:b + 1, :, s:e], None, dropout=dropout, scaling=scaling,
                                         is_causal=True, **rest)[0]
-                 for s, e in zip(row[:-1], row[1:], strict=True)]
+                 for s, e in pairwise(row)]
         rows.append(torch.cat(parts, dim=1))
     return torch.cat(rows, dim=0), None
 
