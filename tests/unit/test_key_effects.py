@@ -183,11 +183,12 @@ def from_pretrained_kwargs(name: str) -> Callable[[RuntimeConfig, Env], Any]:
 
 def train_layout(cfg: RuntimeConfig, env: Env) -> tuple[str, str]:
     """The pt/sft collator and the attention implementation the model trains with."""
-    from kubetune.train.workflow import collator_for
+    from kubetune.train.workflow import collator_for, use_padding_free
 
     tokenizer, model = trainable(cfg, env)
     run = SimpleNamespace(tokenizer=tokenizer, processor=None, args=SimpleNamespace(world_size=1),
                           bundle=SimpleNamespace(collator=None))
+    use_padding_free(cfg, run, model)  # type: ignore[arg-type]
     collator = collator_for(cfg, run, model)  # type: ignore[arg-type]
     return type(collator).__name__, model.config._attn_implementation
 

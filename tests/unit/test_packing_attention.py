@@ -116,8 +116,8 @@ def test_training_picks_the_layout_of_the_loaded_model():
     def model(attn):
         return SimpleNamespace(config=SimpleNamespace(_attn_implementation=attn))
 
-    neat = SimpleNamespace(data=SimpleNamespace(neat_packing=True, padding_free=False))
+    neat = SimpleNamespace(data=SimpleNamespace(neat_packing=True))
     assert collator_for(neat, run, model("sdpa")) == PackedRowsCollator(pad_token_id=5)  # eos pads without a pad
     assert isinstance(collator_for(neat, run, model("flash_attention_2")), FlatteningCollator)
-    plain = SimpleNamespace(data=SimpleNamespace(neat_packing=False, padding_free=False))
+    plain = SimpleNamespace(data=SimpleNamespace(neat_packing=False))
     assert collator_for(plain, run, model("sdpa")) is bundle_collator

@@ -17,7 +17,7 @@ from kubetune.model.adapters import apply_method
 from kubetune.model.loader import load_model
 from kubetune.model.varlen import VARLEN_SDPA, register, sdpa_varlen_attention, segment_bounds, use_varlen_sdpa
 from kubetune.train.trainer import KubetuneTrainer
-from kubetune.train.workflow import collator_for, padding_free_applies
+from kubetune.train.workflow import collator_for, padding_free_applies, use_padding_free
 
 pytestmark = pytest.mark.slow
 
@@ -175,12 +175,14 @@ def test_when_it_applies(tiny_llama, tmp_path):
     assert not padding_free_applies(off, run_of(off), model)
     pt = flat_cfg(tiny_llama, tmp_path, stage="pt")
     assert pt.data.packing and not padding_free_applies(pt, run_of(pt), model)  # cross-attending packing
-    assert isinstance(collator_for(cfg, run_of(cfg), model), FlatteningCollator)
+    assert collator_for(cfg, run_of(cfg), model) == "bundle collator"
+    assert use_padding_free(cfg, run_of(cfg), model)
     assert model.config._attn_implementation == VARLEN_SDPA
+    assert isinstance(collator_for(cfg, run_of(cfg), model), FlatteningCollator)
 
     eager_cfg = flat_cfg(tiny_llama, tmp_path, flash_attn="disabled")
     eager = load_model(eager_cfg.model, eager_cfg.method, precision="fp32", gradient_checkpointing=False)
-    assert not padding_free_applies(eager_cfg, run_of(eager_cfg), eager)
+    assert not use_padding_free(eager_cfg, run_of(eager_cfg), eager)
     assert collator_for(eager_cfg, run_of(eager_cfg), eager) == "bundle collator"
 
 
@@ -192,5 +194,5 @@ def test_model_outside_the_allowlist_keeps_sdpa(tmp_path):
     PhiForCausalLM(config).save_pretrained(tmp_path / "phi")
     cfg = flat_cfg(tmp_path / "phi", tmp_path)
     model = load_model(cfg.model, cfg.method, precision="fp32", gradient_checkpointing=False)
-    assert not padding_free_applies(cfg, run_of(cfg), model)
+    assert not use_padding_free(cfg, run_of(cfg), model)
     assert model.config._attn_implementation == "sdpa"

@@ -232,15 +232,26 @@ def padding_free_applies(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> bo
     return plain_head_parts(model) is not None
 
 
-def collator_for(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> Any:
-    """The data layer's collator, except that neat packing takes the layout of the loaded model's attention
-    (one flattened row for varlen flash-attention, one padded row per bin for sdpa/eager), and a padding-free run
-    (:func:`padding_free_applies`, with the model switched to kubetune.model.varlen) one flattened row."""
-    if padding_free_applies(cfg, run, model):
-        from kubetune.data.collators import FlatteningCollator
-        from kubetune.model.varlen import use_varlen_sdpa
+def use_padding_free(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> bool:
+    """Switch ``model`` to per-example sdpa (kubetune.model.varlen) when :func:`padding_free_applies`; says
+    whether it did. :func:`collator_for` then gives the flattened row."""
+    if not padding_free_applies(cfg, run, model):
+        return False
+    from kubetune.model.varlen import use_varlen_sdpa
 
-        use_varlen_sdpa(model)
+    use_varlen_sdpa(model)
+    return True
+
+
+def collator_for(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> Any:
+    """The data layer's collator, except that a model on per-example sdpa (:func:`use_padding_free`) takes one
+    flattened row, and neat packing takes the layout of the loaded model's attention (one flattened row for varlen
+    flash-attention, one padded row per bin for sdpa/eager)."""
+    from kubetune.model.varlen import VARLEN_SDPA
+
+    if getattr(model.config, "_attn_implementation", None) == VARLEN_SDPA:
+        from kubetune.data.collators import FlatteningCollator
+
         return FlatteningCollator()
     if not cfg.data.neat_packing:
         return run.bundle.collator
@@ -255,6 +266,7 @@ def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     """Train ``cfg.stage`` (pt or sft) on a causal LM and write the artifact. Returns what was produced."""
     run = prepare_run(cfg)
     model = load_trainable(cfg, run)
+    use_padding_free(cfg, run, model)
     trainer = KubetuneTrainer(
         model=model, args=run.args, train_dataset=run.bundle.train, eval_dataset=run.bundle.eval,
         data_collator=collator_for(cfg, run, model), processing_class=run.processor or run.tokenizer,
