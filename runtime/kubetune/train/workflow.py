@@ -46,6 +46,15 @@ def strategy_in_use(trainer: Any) -> str:
     return "ddp" if trainer.args.world_size > 1 else "single process"
 
 
+def attention_text(model: Any) -> str:
+    """The attention the model trains with, saying so when it is the padding-free one."""
+    from kubetune.model.varlen import VARLEN_SDPA
+
+    attn = getattr(model.config, "_attn_implementation", None)
+    return "sdpa per example, padding-free (one row of real tokens per micro-batch)" if attn == VARLEN_SDPA \
+        else str(attn)
+
+
 def plan_text(cfg: RuntimeConfig, trainer: Any, steps: int, examples: int, resume: Path | None) -> str:
     """The short plan printed before training starts."""
     model, args = trainer.model, trainer.args
@@ -60,6 +69,7 @@ def plan_text(cfg: RuntimeConfig, trainer: Any, steps: int, examples: int, resum
         f"data      {examples:,} training sequences, global batch {global_batch}",
         f"steps     {steps:,} optimizer steps" + (f", resuming from {resume.name}" if resume else ""),
         f"devices   {args.world_size} x {device} ({strategy})",
+        f"attention {attention_text(model)}",
         f"output    {args.output_dir}",
     ]
     return "\n".join(lines)
