@@ -179,6 +179,7 @@ def test_when_it_applies(tiny_llama, tmp_path):
     assert use_padding_free(cfg, run_of(cfg), model)
     assert model.config._attn_implementation == VARLEN_SDPA
     assert isinstance(collator_for(cfg, run_of(cfg), model), FlatteningCollator)
+    assert VARLEN_SDPA not in model.config.to_json_string()  # a saved model loads anywhere
 
     eager_cfg = flat_cfg(tiny_llama, tmp_path, flash_attn="disabled")
     eager = load_model(eager_cfg.model, eager_cfg.method, precision="fp32", gradient_checkpointing=False)
