@@ -90,6 +90,7 @@ def test_sft_lora_writes_the_artifact(tiny_llama, data_dir, tmp_path, capsys):
     assert kubetune_main(["train", str(config), "max_steps=6", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "stage     sft   method lora" in printed and "trainable of" in printed
+    assert "attention sdpa per example, padding-free" in printed  # pt/sft on CPU: one row of real tokens
     out = tmp_path / "out"
     assert f"lora-adapter written to {out}" in printed
 
@@ -148,6 +149,7 @@ def test_pt_stage_packs_text(tiny_llama, data_dir, tmp_path, capsys):
     out = tmp_path / "out"
     printed = capsys.readouterr().out
     assert "stage     pt   method full" in printed
+    assert "attention sdpa\n" in printed  # packed blocks attend across documents: no padding-free row
     sequences = int(printed.split("data      ")[1].split()[0].replace(",", ""))
     assert sequences < 48  # 48 short documents concatenated and cut into 32-token blocks
     manifest = check_artifact(out, expect_type="full-model")

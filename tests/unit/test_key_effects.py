@@ -181,6 +181,18 @@ def from_pretrained_kwargs(name: str) -> Callable[[RuntimeConfig, Env], Any]:
     return probe
 
 
+def train_layout(cfg: RuntimeConfig, env: Env) -> tuple[str, str]:
+    """The pt/sft collator and the attention implementation the model trains with."""
+    from kubetune.train.workflow import collator_for, use_padding_free
+
+    tokenizer, model = trainable(cfg, env)
+    run = SimpleNamespace(tokenizer=tokenizer, processor=None, args=SimpleNamespace(world_size=1),
+                          bundle=SimpleNamespace(collator=None))
+    use_padding_free(cfg, run, model)  # type: ignore[arg-type]
+    collator = collator_for(cfg, run, model)  # type: ignore[arg-type]
+    return type(collator).__name__, model.config._attn_implementation
+
+
 def data(cfg: RuntimeConfig, env: Env) -> tuple[Any, ...]:
     """The tokenized train and eval rows."""
     from kubetune.data import build_datasets
@@ -525,6 +537,7 @@ CHECKS: dict[str, Effect | Refusal | Elsewhere] = {
     "val_size": Effect(0.25, data),
     "packing": Effect(True, data, P(cutoff_len=256)),
     "neat_packing": Effect(True, data),
+    "padding_free": Effect(False, train_layout),
     "default_system": Effect("You count.", data),
     "enable_thinking": Effect(False, data, P(template="qwen3")),
     "tokenized_path": Effect("<root>/tokenized-here", cache_path),

@@ -97,6 +97,9 @@ class DataConfig(ConfigGroup):
     eval_on_each_dataset: bool = Field(False, description="Report evaluation per evaluation dataset.")
     packing: bool | None = Field(None, description="Concatenate and chunk examples; default on for stage pt.")
     neat_packing: bool = Field(False, description="Padding-free packing: packed examples never attend to each other.")
+    padding_free: bool = Field(
+        True, description="pt/sft on sdpa: one row of real tokens per micro-batch, attention per example (kubetune)."
+    )
     tool_format: str | None = Field(None, description="Tool-call format override (default: the template's).")
     default_system: str | None = Field(None, description="Override the template's default system prompt.")
     enable_thinking: bool | None = Field(True, description="Reasoning templates: learn an empty thought block.")

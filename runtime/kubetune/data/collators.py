@@ -11,7 +11,9 @@ into a block-diagonal causal mask for eager and sdpa attention, and flash-attent
   work of B rows of one bin each.
 
 :func:`neat_packing_collator` picks the layout for the attention implementation the model was loaded with. Both give
-the same loss (the same label tokens, each example attending to itself only).
+the same loss (the same label tokens, each example attending to itself only). Padding-free pt/sft on sdpa
+(kubetune.model.varlen, chosen in kubetune.train.workflow) also takes the flattened row, padded batches included: its
+attention runs SDPA per example, so its cost too follows the examples.
 """
 
 from __future__ import annotations

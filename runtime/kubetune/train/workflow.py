@@ -46,6 +46,15 @@ def strategy_in_use(trainer: Any) -> str:
     return "ddp" if trainer.args.world_size > 1 else "single process"
 
 
+def attention_text(model: Any) -> str:
+    """The attention the model trains with, saying so when it is the padding-free one."""
+    from kubetune.model.varlen import VARLEN_SDPA
+
+    attn = getattr(model.config, "_attn_implementation", None)
+    return "sdpa per example, padding-free (one row of real tokens per micro-batch)" if attn == VARLEN_SDPA \
+        else str(attn)
+
+
 def plan_text(cfg: RuntimeConfig, trainer: Any, steps: int, examples: int, resume: Path | None) -> str:
     """The short plan printed before training starts."""
     model, args = trainer.model, trainer.args
@@ -60,6 +69,7 @@ def plan_text(cfg: RuntimeConfig, trainer: Any, steps: int, examples: int, resum
         f"data      {examples:,} training sequences, global batch {global_batch}",
         f"steps     {steps:,} optimizer steps" + (f", resuming from {resume.name}" if resume else ""),
         f"devices   {args.world_size} x {device} ({strategy})",
+        f"attention {attention_text(model)}",
         f"output    {args.output_dir}",
     ]
     return "\n".join(lines)
@@ -212,9 +222,47 @@ def evaluate_trained(cfg: RuntimeConfig, ctx: TrainContext, model: Any, run: Pre
     return ev.manifest_metrics(scores, base)
 
 
+def padding_free_applies(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> bool:
+    """Whether pt/sft train padding-free on sdpa: the micro-batch flattened into one row of real tokens and
+    attention run per example (kubetune.model.varlen), which gives the padded run's loss and gradients.
+
+    Only where that is exact and the model's forward hands position ids to its attention: ``padding_free`` on, a
+    model loaded with sdpa whose type is a plain causal LM (kubetune.train.causal_loss.plain_head_parts: no vision
+    inputs, no logit transforms), one process, and not cross-attending ``packing`` (concatenated chunks that
+    attend across examples keep their layout).
+    """
+    from kubetune.train.causal_loss import plain_head_parts
+
+    if not cfg.data.padding_free or run.args.world_size != 1 or run.processor is not None:
+        return False
+    if cfg.data.packing and not cfg.data.neat_packing:
+        return False
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    return plain_head_parts(model) is not None
+
+
+def use_padding_free(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> bool:
+    """Switch ``model`` to per-example sdpa (kubetune.model.varlen) when :func:`padding_free_applies`; says
+    whether it did. :func:`collator_for` then gives the flattened row."""
+    if not padding_free_applies(cfg, run, model):
+        return False
+    from kubetune.model.varlen import use_varlen_sdpa
+
+    use_varlen_sdpa(model)
+    return True
+
+
 def collator_for(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> Any:
-    """The data layer's collator, except that neat packing takes the layout of the loaded model's attention
-    (one flattened row for varlen flash-attention, one padded row per bin for sdpa/eager)."""
+    """The data layer's collator, except that a model on per-example sdpa (:func:`use_padding_free`) takes one
+    flattened row, and neat packing takes the layout of the loaded model's attention (one flattened row for varlen
+    flash-attention, one padded row per bin for sdpa/eager)."""
+    from kubetune.model.varlen import VARLEN_SDPA
+
+    if getattr(model.config, "_attn_implementation", None) == VARLEN_SDPA:
+        from kubetune.data.collators import FlatteningCollator
+
+        return FlatteningCollator()
     if not cfg.data.neat_packing:
         return run.bundle.collator
     from kubetune.data.collators import neat_packing_collator
@@ -228,6 +276,7 @@ def train_causal_lm(cfg: RuntimeConfig, ctx: TrainContext) -> TrainResult:
     """Train ``cfg.stage`` (pt or sft) on a causal LM and write the artifact. Returns what was produced."""
     run = prepare_run(cfg)
     model = load_trainable(cfg, run)
+    use_padding_free(cfg, run, model)
     trainer = KubetuneTrainer(
         model=model, args=run.args, train_dataset=run.bundle.train, eval_dataset=run.bundle.eval,
         data_collator=collator_for(cfg, run, model), processing_class=run.processor or run.tokenizer,
