@@ -175,6 +175,8 @@ def test_when_it_applies(tiny_llama, tmp_path):
     assert not padding_free_applies(off, run_of(off), model)
     pt = flat_cfg(tiny_llama, tmp_path, stage="pt")
     assert pt.data.packing and not padding_free_applies(pt, run_of(pt), model)  # cross-attending packing
+    neat = flat_cfg(tiny_llama, tmp_path, packing=True, neat_packing=True)
+    assert not padding_free_applies(neat, run_of(neat), model)  # one row per bin: nothing to gain
     assert collator_for(cfg, run_of(cfg), model) == "bundle collator"
     assert use_padding_free(cfg, run_of(cfg), model)
     assert model.config._attn_implementation == VARLEN_SDPA

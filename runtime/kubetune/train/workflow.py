@@ -228,15 +228,15 @@ def padding_free_applies(cfg: RuntimeConfig, run: PreparedRun, model: Any) -> bo
 
     Only where that is exact and the model's forward hands position ids to its attention: ``padding_free`` on, a
     model loaded with sdpa whose type is a plain causal LM (kubetune.train.causal_loss.plain_head_parts: no vision
-    inputs, no logit transforms), one process, and not cross-attending ``packing`` (concatenated chunks that
-    attend across examples keep their layout).
+    inputs, no logit transforms), one process, and no packing (``packing`` attends across examples; neat packing
+    keeps one row per bin, which is already almost free of padding).
     """
     from kubetune.train.causal_loss import plain_head_parts
 
     if not cfg.data.padding_free or run.args.world_size != 1 or run.processor is not None:
         return False
-    if cfg.data.packing and not cfg.data.neat_packing:
-        return False
+    if cfg.data.packing:  # concatenated chunks attend across examples; neat-packed bins are ~1% padding already
+        return False  # (flattening them measured 0.96-0.99x of one row per bin on sdpa)
     if getattr(model.config, "_attn_implementation", None) != "sdpa":
         return False
     return plain_head_parts(model) is not None
