@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-# Enough steps after the first checkpoint that Ctrl-C lands mid-run even when a loaded machine delays the poll.
-STEPS, SAVE_EVERY = 600, 5
+# Enough steps after the first checkpoint that Ctrl-C lands mid-run even when a loaded machine delays the poll
+# (a padding-free step of this model takes a few milliseconds: 600 steps could end before the signal arrived).
+STEPS, SAVE_EVERY = 3000, 5
 
 
 class Run:
