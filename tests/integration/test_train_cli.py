@@ -161,7 +161,7 @@ def test_pt_stage_packs_text(tiny_llama, data_dir, tmp_path, capsys):
 
 
 def test_resume_after_sigkill_ends_with_the_same_steps(tiny_llama, data_dir, tmp_path):
-    steps = 24
+    steps = 96  # a padding-free step takes milliseconds: leave the kill plenty of steps after checkpoint 6
     keys = {"finetuning_type": "full", "learning_rate": 1e-3, "max_steps": steps, "save_steps": 3,
             "save_total_limit": 2, "per_device_train_batch_size": 2}
     straight = write_config(tmp_path / "a" / "cfg.yaml", tiny_llama, data_dir, **keys)
