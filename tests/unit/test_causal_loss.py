@@ -20,6 +20,7 @@ from kubetune.model.loader import load_model
 from kubetune.train import lm_head
 from kubetune.train.causal_loss import plain_head_parts
 from kubetune.train.trainer import KubetuneTrainer
+from tests.support.gradients import accumulated
 
 pytestmark = pytest.mark.slow
 
@@ -66,20 +67,6 @@ def make_trainer(model, tmp_path) -> KubetuneTrainer:
     return KubetuneTrainer(model=model, args=args)
 
 
-def loss_and_grads(compute, model, micro, num_items):
-    """Accumulated loss and gradients as the Trainer's training_step builds them (division by the accumulation
-    steps when the loss is a per-batch mean)."""
-    model.zero_grad()
-    total = torch.zeros(())
-    for batch in micro:
-        loss = compute(model, dict(batch), num_items_in_batch=num_items)
-        if num_items is None:
-            loss = loss / len(micro)
-        loss.backward()
-        total += loss.detach()
-    return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("layout", ["padded", "packing", "neat_rows", "neat_flat"])
 @pytest.mark.parametrize("method", ["lora", "full", "freeze"])
 @pytest.mark.parametrize("counted", [True, False], ids=["num_items", "mean"])
@@ -98,8 +85,8 @@ def test_labelled_loss_equals_stock(tiny_llama, tmp_path, layout, method, counte
     def stock(m, inputs, num_items_in_batch):
         return Trainer.compute_loss(trainer, m, inputs, num_items_in_batch=num_items_in_batch)
 
-    ref_loss, ref_grads = loss_and_grads(stock, model, micro, num_items)
-    loss, grads = loss_and_grads(trainer.compute_loss, model, micro, num_items)
+    ref_loss, ref_grads = accumulated(stock, model, micro, num_items)
+    loss, grads = accumulated(trainer.compute_loss, model, micro, num_items)
     torch.testing.assert_close(loss, ref_loss, atol=1e-6, rtol=1e-6)
     assert grads.keys() == ref_grads.keys() and grads
     for name, grad in ref_grads.items():

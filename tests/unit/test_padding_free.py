@@ -18,6 +18,7 @@ from kubetune.model.loader import load_model
 from kubetune.model.varlen import VARLEN_SDPA, register, sdpa_varlen_attention, segment_bounds, use_varlen_sdpa
 from kubetune.train.trainer import KubetuneTrainer
 from kubetune.train.workflow import collator_for, padding_free_applies, use_padding_free
+from tests.support.gradients import accumulated
 
 pytestmark = pytest.mark.slow
 
@@ -42,19 +43,6 @@ def make_model(model_dir, tmp_path, method: str):
     torch.manual_seed(0)
     model = load_model(cfg.model, cfg.method, precision="fp32", gradient_checkpointing=False)
     return apply_method(model, cfg.method, cfg.model)
-
-
-def accumulated(compute, model, micro, num_items):
-    """Loss and gradients accumulated over the micro-batches as the Trainer's training_step builds them."""
-    model.zero_grad()
-    total = torch.zeros(())
-    for batch in micro:
-        loss = compute(model, dict(batch), num_items_in_batch=num_items)
-        if num_items is None:
-            loss = loss / len(micro)
-        loss.backward()
-        total += loss.detach()
-    return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def assert_same(a, b):
